@@ -1,0 +1,45 @@
+"""The `rsim` command line: a thin layer over the public API.
+
+Each subcommand lives in its own module of this package and is added to the group below. A
+user-caused error (RsimError) or Ctrl-C becomes one line on stderr and exit code 2, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from formats.errors import RsimError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except RsimError as error:
+            click.echo(f"rsim: error: {error}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("rsim: interrupted", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rsim")
+def cli() -> None:
+    """rsim: bit-accurate simulation of neural-network accelerators."""
+
+
+def _add_commands() -> None:
+    from rsim.cli import format_cmd
+
+    cli.add_command(format_cmd.format_command)
+
+
+_add_commands()
+
+
+def main() -> None:
+    cli()
