@@ -1,0 +1,71 @@
+"""Exact rounding of a float64 to an integer in every rounding mode, as Numba scalar functions.
+
+Every quantizer in `formats` scales its input so that the grid becomes the integers (an exact
+multiplication by a power of two), rounds here, and scales back; so this one function decides
+every tie and every stochastic draw. Mode numbers are `formats.modes.Rounding.code`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from formats.modes import Overflow, Rounding
+
+NEAREST_EVEN = Rounding.NEAREST_EVEN.code
+NEAREST_AWAY = Rounding.NEAREST_AWAY.code
+NEAREST_UP = Rounding.NEAREST_UP.code
+FLOOR = Rounding.FLOOR.code
+TOWARD_ZERO = Rounding.TOWARD_ZERO.code
+STOCHASTIC = Rounding.STOCHASTIC.code
+
+SATURATE = Overflow.SATURATE.code
+WRAP = Overflow.WRAP.code
+SATURATE_SYMMETRIC = Overflow.SATURATE_SYMMETRIC.code
+
+
+@njit(cache=True)
+def two_sum(a: float, b: float) -> tuple[float, float]:
+    """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    e = (a - (s - bb)) + (b - bb)
+    return s, e
+
+
+@njit(cache=True)
+def floor_of_sum(y: float, u: float) -> float:
+    """floor(y + u) of the exact sum, even where the float sum y + u rounds across an integer."""
+    s, e = two_sum(y, u)
+    r = np.floor(s)
+    if r == s and e < 0.0:
+        r -= 1.0
+    return r
+
+
+@njit(cache=True)
+def round_to_integer(y: float, rounding: int, u: float) -> float:
+    """y rounded to an integer-valued float64 with rounding mode `rounding` (exact for any y).
+
+    `u` is the uniform draw in [0, 1) used by stochastic rounding (floor(y + u)); other modes
+    ignore it. Infinities come back unchanged.
+    """
+    if rounding == NEAREST_EVEN:
+        return np.rint(y)
+    if rounding == FLOOR:
+        return np.floor(y)
+    if rounding == TOWARD_ZERO:
+        return np.trunc(y)
+    if rounding == STOCHASTIC:
+        return floor_of_sum(y, u)
+    t = np.trunc(y)
+    f = y - t  # exact: y and trunc(y) share sign and binade (or trunc(y) is 0)
+    if f > 0.5:
+        return t + 1.0
+    if f < -0.5:
+        return t - 1.0
+    if f == 0.5:
+        return t + 1.0
+    if f == -0.5:
+        return t - 1.0 if rounding == NEAREST_AWAY else t
+    return t
