@@ -1,0 +1,150 @@
+"""`rsim trace show|diff|plot`: read, compare and plot simulation traces."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import traces
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    return f"{value:.{digits}f}"
+
+
+def _percent(share: float | None) -> str:
+    return "–" if share is None else f"{100.0 * share:.2f}"
+
+
+def _count(value: float | None) -> str:
+    return "–" if value is None else f"{int(value):,}"
+
+
+def _signed(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    return "±0" if value == 0 else ("+" if value > 0 else "") + _number(value, digits)
+
+
+def _text_summary(text: str) -> str:
+    """A metadata text field (YAML, qspec) in one line: its first line and the line count."""
+    lines = text.strip().splitlines()
+    if len(lines) <= 1:
+        return text.strip() or "–"
+    return f"{lines[0]} … ({len(lines)} lines)"
+
+
+@click.group("trace")
+def trace_group() -> None:
+    """Show, compare and plot simulation traces (HDF5 files written by `rsim simulate --trace`)."""
+
+
+@trace_group.command("show")
+@click.argument("file", type=click.Path(path_type=Path))
+def show_command(file: Path) -> None:
+    """Print the run metadata and the per-layer drift table of trace FILE."""
+    trace = traces.load(file)
+    console = Console()
+    about = Table(title=f"trace {file}", show_header=False)
+    about.add_column("key", style="bold")
+    about.add_column("value")
+    for key, value in trace.metadata.items():
+        if key == "results":
+            continue
+        about.add_row(key, _text_summary(value) if isinstance(value, str) else str(value))
+    for key, value in trace.metadata["results"].items():
+        about.add_row(f"result: {key}", _number(value, 4))
+    console.print(about)
+
+    layers = Table(title="per layer (errors of the propagated path unless marked isolated)")
+    for column in ("#", "layer", "op", "formats"):
+        layers.add_column(column)
+    for column in ("SQNR isolated dB", "SQNR propagated dB", "max abs error", "clipped %",
+                   "acc sat", "psum sat", "cycles", "util %"):
+        layers.add_column(column, justify="right")
+    for index, row in enumerate(trace.rows()):
+        layers.add_row(
+            str(index),
+            row["layer"],
+            row["op"] + (" (float)" if row["float_emulated"] else ""),
+            row["formats"] or "–",
+            _number(row["sqnr_isolated_db"]),
+            _number(row["sqnr_propagated_db"]),
+            _number(row["max_abs_error"], 4),
+            _percent(row["clipped_share"]),
+            _count(row["acc_saturations"]),
+            _count(row["psum_saturations"]),
+            _count(row["cycles"]),
+            _percent(row["utilization"]),
+        )
+    console.print(layers)
+
+
+_DRIFT_STYLE = {"more": "red", "less": "green", "same": ""}
+
+
+@trace_group.command("diff")
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option("--tolerance", default=0.1, show_default=True, type=float,
+              help="SQNR change (dB) below which a layer counts as unchanged.")
+def diff_command(a: Path, b: Path, tolerance: float) -> None:
+    """Compare trace B against trace A: which layers drift more or less, and by how much."""
+    comparison = traces.diff(traces.load(a), traces.load(b), tolerance_db=tolerance)
+    console = Console()
+    table = Table(title=f"B = {b}  vs  A = {a}")
+    for column in ("layer", "op"):
+        table.add_column(column)
+    for column in ("SQNR prop A", "SQNR prop B", "Δ prop dB", "Δ isolated dB", "clipped % A→B",
+                   "acc sat A→B", "psum sat A→B"):
+        table.add_column(column, justify="right")
+    table.add_column("B drifts")
+    for layer in comparison.layers:
+        table.add_row(
+            layer.name,
+            layer.op,
+            _number(layer.sqnr_propagated_db.a),
+            _number(layer.sqnr_propagated_db.b),
+            _signed(layer.sqnr_propagated_db.delta),
+            _signed(layer.sqnr_isolated_db.delta),
+            f"{_percent(layer.clipped_share.a)} → {_percent(layer.clipped_share.b)}",
+            f"{_count(layer.acc_saturations.a)} → {_count(layer.acc_saturations.b)}",
+            f"{_count(layer.psum_saturations.a)} → {_count(layer.psum_saturations.b)}",
+            f"[{_DRIFT_STYLE[layer.drift]}]{layer.drift}[/]" if layer.drift != "same" else "same",
+        )
+    console.print(table)
+    for verdict, layers in (("more", comparison.more_drift), ("less", comparison.less_drift)):
+        if layers:
+            worst = layers[0]
+            console.print(
+                f"B drifts {verdict} at {len(layers)} layer(s); most at '{worst.name}' "
+                f"({_signed(worst.sqnr_delta_db)} dB)"
+            )
+    if not comparison.more_drift and not comparison.less_drift:
+        console.print(f"no layer's SQNR changed by more than {tolerance} dB")
+    for side, names in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
+        if names:
+            console.print(f"only in {side}: {', '.join(names)}")
+    for key, change in comparison.results.items():
+        console.print(
+            f"{key}: {_number(change.a, 4)} → {_number(change.b, 4)} ({_signed(change.delta, 4)})"
+        )
+
+
+@trace_group.command("plot")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path), default=Path("drift.png"),
+              show_default=True, help="PNG file to write.")
+@click.option("--title", default=None, help="Figure title (default: the trace's file name).")
+def plot_command(file: Path, out: Path, title: str | None) -> None:
+    """Draw per-layer SQNR (isolated, propagated) and clipped-share bars of trace FILE as a PNG."""
+    written = traces.plot(traces.load(file), out, title=title)
+    click.echo(f"wrote {written}")

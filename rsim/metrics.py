@@ -1,0 +1,298 @@
+"""Streaming error statistics between a float reference and a simulated tensor, and end-to-end
+classification scores, so memory does not grow with the number of samples.
+
+Per tensor, `ErrorAccumulator.update(reference, simulated, clipped_mask)` is called batch by batch;
+`result()` gives an `ErrorStats`. One compiled pass per batch folds every element into running
+float64 sums with Neumaier compensation, in element order, carrying the sums from one batch to the
+next: feeding the data in any split into batches therefore performs the very same floating-point
+operations as feeding the concatenation at once, and the results are bitwise equal.
+
+Definitions (r = reference, s = simulated, e = r - s, sums over all elements seen):
+
+- SQNR (dB) = 10·log10(Σr² / Σe²); +inf when Σe² = 0 (no error, whatever the signal), -inf when
+  Σr² = 0 < Σe² (pure noise).
+- relative L2 = ‖e‖ / ‖r‖; 0 when both are zero, +inf when only ‖r‖ is.
+- cosine similarity = Σr·s / (‖r‖·‖s‖), clipped to [-1, 1]; 1 when both norms are zero, 0 when
+  exactly one is.
+- clipped share = clipped elements / elements that came with a clipped mask.
+- range used = max|s| / format_max, the headroom figure for choosing a fractional length.
+
+A statistic that has no data behind it (no element seen, no mask given, no format max) is None.
+Non-finite inputs (an overflow to inf or NaN in a minifloat datapath) propagate: the sums become
+inf or NaN and so do the statistics built on them; max/min report them as well.
+
+End to end: `AgreementAccumulator` (top-1 agreement of two logit arrays) and `AccuracyAccumulator`
+(top-k accuracy against labels). Ranks count strictly larger logits, so ties are resolved in the
+sample's favour and independently of class order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from formats.errors import RsimError
+
+# Slots of the running sums: Σr², Σe², Σ|e|, Σr·s, Σs².
+_REF_SQ, _ERR_SQ, _ERR_ABS, _DOT, _SIM_SQ = range(5)
+# Slots of the running extremes: max|e|, min s, max s.
+_MAX_ERR, _SIM_MIN, _SIM_MAX = range(3)
+
+
+@njit(cache=True, inline="always")
+def _neumaier_add(sums: np.ndarray, comps: np.ndarray, slot: int, x: float) -> None:
+    s = sums[slot]
+    t = s + x
+    if abs(s) >= abs(x):
+        comps[slot] += (s - t) + x
+    else:
+        comps[slot] += (x - t) + s
+    sums[slot] = t
+
+
+@njit(cache=True, inline="always")
+def _fold_max(current: float, x: float) -> float:
+    """max that keeps a NaN once seen, so non-finite data never passes silently."""
+    if current != current:
+        return current
+    if x != x or x > current:
+        return x
+    return current
+
+
+@njit(cache=True, inline="always")
+def _fold_min(current: float, x: float) -> float:
+    if current != current:
+        return current
+    if x != x or x < current:
+        return x
+    return current
+
+
+@njit(cache=True)
+def _accumulate(reference, simulated, sums, comps, extremes) -> None:
+    """Fold 1-D `reference`/`simulated` into the running sums and extremes, in element order."""
+    for i in range(reference.size):
+        r = np.float64(reference[i])
+        s = np.float64(simulated[i])
+        e = r - s
+        a = abs(e)
+        _neumaier_add(sums, comps, _REF_SQ, r * r)
+        _neumaier_add(sums, comps, _ERR_SQ, e * e)
+        _neumaier_add(sums, comps, _ERR_ABS, a)
+        _neumaier_add(sums, comps, _DOT, r * s)
+        _neumaier_add(sums, comps, _SIM_SQ, s * s)
+        extremes[_MAX_ERR] = _fold_max(extremes[_MAX_ERR], a)
+        extremes[_SIM_MIN] = _fold_min(extremes[_SIM_MIN], s)
+        extremes[_SIM_MAX] = _fold_max(extremes[_SIM_MAX], s)
+
+
+def _as_float_vector(array: Any, what: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype not in (np.float32, np.float64):
+        if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise RsimError(f"{what}: expected a numeric array, got dtype {array.dtype}")
+        array = array.astype(np.float64)
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorStats:
+    """Error statistics of one tensor over every sample seen (see the module docstring)."""
+
+    count: int
+    sqnr_db: float | None
+    max_abs_error: float | None
+    mean_abs_error: float | None
+    rel_l2: float | None
+    cosine: float | None
+    clipped_share: float | None
+    out_min: float | None
+    out_max: float | None
+    range_used: float | None
+
+    def as_dict(self) -> dict[str, float]:
+        """The defined statistics by name (None ones left out), as stored in traces."""
+        return {
+            field.name: float(value)
+            for field in dataclasses.fields(self)
+            if (value := getattr(self, field.name)) is not None
+        }
+
+
+METRIC_NAMES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(ErrorStats))
+
+
+def sqnr_db(signal_energy: float, noise_energy: float) -> float:
+    """10·log10(signal/noise) with the edge cases of the module docstring."""
+    if math.isnan(signal_energy) or math.isnan(noise_energy):
+        return math.nan
+    if noise_energy == 0.0:
+        return math.inf
+    if signal_energy == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal_energy / noise_energy)
+
+
+class ErrorAccumulator:
+    """Running error statistics of a simulated tensor against its float reference.
+
+    `format_max` is the largest magnitude the simulated tensor's format can hold; with it, the
+    result says which share of that range the outputs actually used.
+    """
+
+    def __init__(self, format_max: float | None = None) -> None:
+        if format_max is not None and not (format_max > 0 and math.isfinite(format_max)):
+            raise RsimError(f"format_max must be a positive finite number, got {format_max!r}")
+        self.format_max = format_max
+        self.count = 0
+        self._sums = np.zeros(5)
+        self._comps = np.zeros(5)
+        self._extremes = np.array([0.0, math.inf, -math.inf])
+        self._masked = 0
+        self._clipped = 0
+
+    def update(self, reference: Any, simulated: Any, clipped_mask: Any = None) -> None:
+        """Add one batch. `clipped_mask` (same shape, bool) marks outputs that saturated."""
+        reference_shape, simulated_shape = np.shape(reference), np.shape(simulated)
+        if reference_shape != simulated_shape:
+            raise RsimError(
+                f"reference shape {reference_shape} and simulated shape {simulated_shape} differ"
+            )
+        if clipped_mask is not None:
+            if np.shape(clipped_mask) != reference_shape:
+                raise RsimError(
+                    f"clipped mask shape {np.shape(clipped_mask)} does not match the tensor "
+                    f"shape {reference_shape}"
+                )
+            self._clipped += int(np.count_nonzero(clipped_mask))
+            self._masked += int(np.size(clipped_mask))
+        reference_flat = _as_float_vector(reference, "reference")
+        simulated_flat = _as_float_vector(simulated, "simulated")
+        _accumulate(reference_flat, simulated_flat, self._sums, self._comps, self._extremes)
+        self.count += reference_flat.size
+
+    def _total(self, slot: int) -> float:
+        total = self._sums[slot]
+        return float(total + self._comps[slot]) if math.isfinite(total) else float(total)
+
+    def result(self) -> ErrorStats:
+        """The statistics of everything seen so far."""
+        if self.count == 0:
+            return ErrorStats(0, *([None] * (len(METRIC_NAMES) - 1)))
+        ref_sq, err_sq = self._total(_REF_SQ), self._total(_ERR_SQ)
+        dot, sim_sq = self._total(_DOT), self._total(_SIM_SQ)
+        max_err, out_min, out_max = (float(v) for v in self._extremes)
+        return ErrorStats(
+            count=self.count,
+            sqnr_db=sqnr_db(ref_sq, err_sq),
+            max_abs_error=max_err,
+            mean_abs_error=self._total(_ERR_ABS) / self.count,
+            rel_l2=_ratio_of_norms(err_sq, ref_sq),
+            cosine=_cosine(dot, ref_sq, sim_sq),
+            clipped_share=self._clipped / self._masked if self._masked else None,
+            out_min=out_min,
+            out_max=out_max,
+            range_used=(
+                max(abs(out_min), abs(out_max)) / self.format_max
+                if self.format_max is not None
+                else None
+            ),
+        )
+
+
+def _ratio_of_norms(numerator_sq: float, denominator_sq: float) -> float:
+    if numerator_sq == 0.0:
+        return 0.0
+    if denominator_sq == 0.0:
+        return math.inf
+    return math.sqrt(numerator_sq) / math.sqrt(denominator_sq)
+
+
+def _cosine(dot: float, a_sq: float, b_sq: float) -> float:
+    if a_sq == 0.0 and b_sq == 0.0:
+        return 1.0
+    if a_sq == 0.0 or b_sq == 0.0:
+        return 0.0
+    return max(-1.0, min(1.0, dot / (math.sqrt(a_sq) * math.sqrt(b_sq))))
+
+
+def _as_logits(logits: Any, what: str) -> np.ndarray:
+    """(N, classes) view of logits; trailing singleton axes such as (N, C, 1, 1) are flattened."""
+    logits = np.asarray(logits)
+    if logits.ndim < 2:
+        raise RsimError(f"{what}: expected logits of shape (samples, classes), got {logits.shape}")
+    return logits.reshape(logits.shape[0], -1)
+
+
+def label_ranks(logits: Any, labels: Any) -> np.ndarray:
+    """Per sample, how many classes score strictly higher than the labelled one (0 = top-1)."""
+    scores = _as_logits(logits, "logits")
+    labels = np.asarray(labels)
+    if labels.shape != (scores.shape[0],):
+        raise RsimError(
+            f"labels: expected shape ({scores.shape[0]},) to match the logits, got {labels.shape}"
+        )
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):
+        raise RsimError(f"labels: expected integer class indices, got dtype {labels.dtype}")
+    classes = scores.shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise RsimError(
+            f"labels: class indices must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}"
+        )
+    labelled = np.take_along_axis(scores, labels.astype(np.intp)[:, None], axis=1)
+    ranks = np.count_nonzero(scores > labelled, axis=1)
+    ranks[np.isnan(labelled[:, 0])] = classes  # a NaN score for the label is never a hit
+    return ranks
+
+
+class AccuracyAccumulator:
+    """Streaming top-k accuracy of logits against integer labels, for every k in `ks`."""
+
+    def __init__(self, ks: Iterable[int] = (1, 5)) -> None:
+        self.ks = tuple(sorted(set(ks)))
+        if not self.ks or self.ks[0] < 1:
+            raise RsimError(f"top-k accuracy needs k >= 1, got {ks!r}")
+        self.count = 0
+        self._hits = dict.fromkeys(self.ks, 0)
+
+    def update(self, logits: Any, labels: Any) -> None:
+        ranks = label_ranks(logits, labels)
+        for k in self.ks:
+            self._hits[k] += int(np.count_nonzero(ranks < k))
+        self.count += ranks.size
+
+    def accuracy(self, k: int = 1) -> float | None:
+        """Share of samples whose label is among the k highest logits; None before any sample."""
+        if k not in self._hits:
+            raise RsimError(f"top-{k} accuracy was not tracked; tracked k: {self.ks}")
+        return self._hits[k] / self.count if self.count else None
+
+    def as_dict(self) -> dict[str, float]:
+        """{"top1": ..., "top5": ...} for the defined accuracies."""
+        return {f"top{k}": self._hits[k] / self.count for k in self.ks} if self.count else {}
+
+
+class AgreementAccumulator:
+    """Streaming share of samples whose top-1 class (first argmax) is the same in both arrays."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._agreeing = 0
+
+    def update(self, logits_a: Any, logits_b: Any) -> None:
+        a, b = _as_logits(logits_a, "logits"), _as_logits(logits_b, "logits")
+        if a.shape != b.shape:
+            raise RsimError(f"logit shapes differ: {a.shape} and {b.shape}")
+        self._agreeing += int(np.count_nonzero(a.argmax(axis=1) == b.argmax(axis=1)))
+        self.count += a.shape[0]
+
+    @property
+    def agreement(self) -> float | None:
+        """0..1, None before any sample."""
+        return self._agreeing / self.count if self.count else None
