@@ -1,7 +1,9 @@
 """rsim: a bit-accurate simulator of neural-network accelerators."""
 
 from formats.errors import RsimError
+from rsim.loader import load
+from rsim.network import Layer, Network
 
 __version__ = "0.1.0"
 
-__all__ = ["RsimError", "__version__"]
+__all__ = ["Layer", "Network", "RsimError", "__version__", "load"]

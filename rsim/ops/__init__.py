@@ -1,0 +1,17 @@
+"""Float implementations of rsim's canonical operators, one module per concept.
+
+`OPS` maps each canonical op name to its `OpSpec` (forward, shape rule, MAC rule). The names are
+the only ones a `Layer.op` can carry:
+
+conv, conv_transpose, gemm, matmul, relu, clip, leaky_relu, sigmoid, tanh, hard_sigmoid,
+hard_swish, maxpool, avgpool, global_avgpool, batchnorm, lrn, softmax, add, sub, mul, div,
+concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
+"""
+
+from rsim.ops import activation, conv, elementwise, layout, matmul, normalization, pooling
+from rsim.ops.registry import OPS, OpSpec
+
+OP_NAMES: tuple[str, ...] = tuple(OPS)
+
+__all__ = ["OPS", "OP_NAMES", "OpSpec", "activation", "conv", "elementwise", "layout", "matmul",
+           "normalization", "pooling"]

@@ -1,0 +1,117 @@
+"""Layout ops in float: concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
+
+Attributes (normalised, every axis non-negative): concat `axis`; flatten `axis` (output is 2-D:
+product of the axes before it, product of the rest); reshape `shape` (ONNX meaning: 0 copies the
+input's dimension, -1 is inferred; the frontend writes 0 in front where the batch is carried
+through); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
+`pads` (one (begin, end) pair per axis, negative crops), `mode` (constant | reflect | edge |
+wrap) and `value`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rsim.ops.registry import OpSpec, register
+
+
+def _concat_shape(shapes, attrs, params):
+    axis = attrs["axis"]
+    first = tuple(shapes[0])
+    for s in shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis):
+            raise ValueError(f"concat inputs {[tuple(x) for x in shapes]} differ off axis {axis}")
+    return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1 :]
+
+
+def _concat(arrays, attrs, params):
+    return np.concatenate(arrays, axis=attrs["axis"])
+
+
+def _flatten_shape(shapes, attrs, params):
+    x, axis = tuple(shapes[0]), attrs["axis"]
+    return (math.prod(x[:axis]), math.prod(x[axis:]))
+
+
+def _flatten(arrays, attrs, params):
+    x = arrays[0]
+    return x.reshape(_flatten_shape([x.shape], attrs, params))
+
+
+def reshape_target(in_shape, shape, allowzero: bool = False) -> tuple[int, ...]:
+    """The output shape of an ONNX Reshape of `in_shape` to `shape` (0 = copy unless allowzero,
+    -1 = inferred)."""
+    out = [in_shape[i] if (d == 0 and not allowzero) else d for i, d in enumerate(shape)]
+    total = math.prod(in_shape)
+    if -1 in out:
+        known = math.prod(d for d in out if d != -1)
+        if known == 0 or total % known:
+            raise ValueError(f"cannot reshape {tuple(in_shape)} to {tuple(shape)}")
+        out[out.index(-1)] = total // known
+    if math.prod(out) != total:
+        raise ValueError(f"cannot reshape {tuple(in_shape)} to {tuple(shape)}")
+    return tuple(out)
+
+
+def _reshape_shape(shapes, attrs, params):
+    return reshape_target(tuple(shapes[0]), attrs["shape"], attrs.get("allowzero", False))
+
+
+def _reshape(arrays, attrs, params):
+    x = arrays[0]
+    return x.reshape(_reshape_shape([x.shape], attrs, params))
+
+
+def _transpose_shape(shapes, attrs, params):
+    x = tuple(shapes[0])
+    return tuple(x[p] for p in attrs["perm"])
+
+
+def _transpose(arrays, attrs, params):
+    return np.ascontiguousarray(np.transpose(arrays[0], attrs["perm"]))
+
+
+def _squeeze_shape(shapes, attrs, params):
+    x = tuple(shapes[0])
+    if any(x[a] != 1 for a in attrs["axes"]):
+        raise ValueError(f"squeeze axes {attrs['axes']} of shape {x} are not all of size 1")
+    return tuple(d for i, d in enumerate(x) if i not in attrs["axes"])
+
+
+def _squeeze(arrays, attrs, params):
+    return arrays[0].reshape(_squeeze_shape([arrays[0].shape], attrs, params))
+
+
+def _unsqueeze_shape(shapes, attrs, params):
+    rest = iter(shapes[0])
+    rank = len(shapes[0]) + len(attrs["axes"])
+    return tuple(1 if i in attrs["axes"] else next(rest) for i in range(rank))
+
+
+def _unsqueeze(arrays, attrs, params):
+    return arrays[0].reshape(_unsqueeze_shape([arrays[0].shape], attrs, params))
+
+
+def _pad_shape(shapes, attrs, params):
+    return tuple(d + b + e for d, (b, e) in zip(shapes[0], attrs["pads"]))
+
+
+def _pad(arrays, attrs, params):
+    x = arrays[0]
+    crop = tuple(slice(max(-b, 0), d - max(-e, 0)) for d, (b, e) in zip(x.shape, attrs["pads"]))
+    x = x[crop]
+    widths = [(max(b, 0), max(e, 0)) for b, e in attrs["pads"]]
+    if attrs["mode"] == "constant":
+        return np.pad(x, widths, mode="constant", constant_values=x.dtype.type(attrs["value"]))
+    return np.pad(x, widths, mode=attrs["mode"])
+
+
+register(OpSpec("concat", _concat, _concat_shape))
+register(OpSpec("flatten", _flatten, _flatten_shape))
+register(OpSpec("reshape", _reshape, _reshape_shape))
+register(OpSpec("transpose", _transpose, _transpose_shape))
+register(OpSpec("squeeze", _squeeze, _squeeze_shape))
+register(OpSpec("unsqueeze", _unsqueeze, _unsqueeze_shape))
+register(OpSpec("pad", _pad, _pad_shape))

@@ -1,0 +1,70 @@
+"""Matrix products in float: `gemm` (activation times a constant weight, the FC layer) and
+`matmul` (numpy/ONNX MatMul of two operands, one of which may be a constant).
+
+gemm params: `weight` (K, N), so y = x @ weight + bias over the last axis of x (leading axes are
+rows); optional `bias` (N,). matmul params: optional `constant` with attrs `constant_first`
+(bool: the constant is the left operand).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rsim.ops.registry import OpSpec, register
+
+
+def _gemm_shape(shapes, attrs, params):
+    (x,) = shapes
+    k, n = params["weight"].shape
+    if not x or x[-1] != k:
+        raise ValueError(f"gemm input of shape {x} does not end in the weight's K = {k}")
+    return tuple(x[:-1]) + (n,)
+
+
+def _gemm_macs(shapes, out, attrs, params):
+    return int(np.prod(out)) * params["weight"].shape[0]
+
+
+def _gemm_forward(arrays, attrs, params):
+    y = np.matmul(arrays[0], params["weight"])
+    if "bias" in params:
+        y += params["bias"]
+    return y
+
+
+def matmul_operands(shapes_or_arrays, attrs, params):
+    """The (left, right) operands of a matmul layer, with its constant put in place."""
+    if "constant" not in params:
+        return tuple(shapes_or_arrays)
+    const = params["constant"]
+    other = shapes_or_arrays[0]
+    return (const, other) if attrs["constant_first"] else (other, const)
+
+
+def _matmul_shape(shapes, attrs, params):
+    a, b = (tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
+            for s in matmul_operands(shapes, attrs, params))
+    a2, b2 = (a if len(a) > 1 else (1,) + a), (b if len(b) > 1 else b + (1,))
+    if a2[-1] != b2[-2]:
+        raise ValueError(f"matmul operands {a} and {b} do not share the inner dimension")
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    out = tuple(batch) + (a2[-2], b2[-1])
+    if len(a) == 1:
+        out = out[:-2] + out[-1:]
+    if len(b) == 1:
+        out = out[:-1]
+    return out
+
+
+def _matmul_macs(shapes, out, attrs, params):
+    a = [tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
+         for s in matmul_operands(shapes, attrs, params)][0]
+    return int(np.prod(out)) * a[-1]
+
+
+def _matmul_forward(arrays, attrs, params):
+    return np.matmul(*matmul_operands(arrays, attrs, params))
+
+
+register(OpSpec("gemm", _gemm_forward, _gemm_shape, _gemm_macs))
+register(OpSpec("matmul", _matmul_forward, _matmul_shape, _matmul_macs))
