@@ -134,9 +134,8 @@ def sqnr_db(signal_energy: float, noise_energy: float) -> float:
         return math.nan
     if noise_energy == 0.0:
         return math.inf
-    if signal_energy == 0.0:
-        return -math.inf
-    return 10.0 * math.log10(signal_energy / noise_energy)
+    ratio = signal_energy / noise_energy
+    return -math.inf if ratio == 0.0 else 10.0 * math.log10(ratio)
 
 
 class ErrorAccumulator:
@@ -219,7 +218,8 @@ def _cosine(dot: float, a_sq: float, b_sq: float) -> float:
         return 1.0
     if a_sq == 0.0 or b_sq == 0.0:
         return 0.0
-    return max(-1.0, min(1.0, dot / (math.sqrt(a_sq) * math.sqrt(b_sq))))
+    cosine = dot / (math.sqrt(a_sq) * math.sqrt(b_sq))
+    return cosine if math.isnan(cosine) else max(-1.0, min(1.0, cosine))
 
 
 def _as_logits(logits: Any, what: str) -> np.ndarray:
@@ -227,7 +227,7 @@ def _as_logits(logits: Any, what: str) -> np.ndarray:
     logits = np.asarray(logits)
     if logits.ndim < 2:
         raise RsimError(f"{what}: expected logits of shape (samples, classes), got {logits.shape}")
-    return logits.reshape(logits.shape[0], -1)
+    return logits.reshape(logits.shape[0], math.prod(logits.shape[1:]))
 
 
 def label_ranks(logits: Any, labels: Any) -> np.ndarray:
