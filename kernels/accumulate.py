@@ -1,0 +1,97 @@
+"""Sequential accumulator kernels: the reduction plan executed addition by addition.
+
+These are the reference-speed path for outputs whose Σ|a·b| bound says an overflow event may
+happen. They follow `plan.ReductionPlan` exactly: chunks of K in ascending k, the accumulator's
+overflow rule after every product, chunk results added in order into the psum register, and
+the bias preloaded or added last. Arithmetic is done on int64 with overflow-free comparisons,
+so registers up to 64 bits and products up to 2^62 in magnitude are exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, inline="always")
+def register_add(acc, p, lo, hi, shift, wrap, T):
+    """acc + p in a register [lo, hi] of type T; returns (new value, event 0/1).
+
+    acc must lie in [lo, hi]; shift = 64 - register bits. The comparisons cannot overflow T
+    as long as |p| < 2^(bits of T - 2) (int64) or |p| < 2^31 (int32, registers <= 32 bits);
+    the raw sum is formed modulo 2^64 so it is defined even when it leaves T.
+    """
+    over = acc > T(hi - T(max(p, T(0))))
+    under = acc < T(lo - T(min(p, T(0))))
+    raw = T(np.uint64(acc) + np.uint64(p))
+    if wrap:
+        value = T((np.int64(raw) << shift) >> shift)
+    else:
+        value = hi if over else (lo if under else raw)
+    return value, T(over | under)
+
+
+@njit(cache=True, parallel=True)
+def sequential_rows(
+    a, b, rows, col_ptr, cols, bias, bias_post, bias_preload, k_chunk,
+    acc_lo, acc_hi, acc_shift, acc_wrap, has_psum, psum_lo, psum_hi, psum_shift, psum_wrap,
+    T, out, acc_events, psum_events,
+):  # fmt: skip
+    """Run the plan for selected outputs of the batched GEMM a (G, M, K) @ b (G, K, N).
+
+    rows[i] = g * M + m names a row; its columns are cols[col_ptr[i]:col_ptr[i + 1]]. bias is
+    (G, N) int64 (zeros when absent). Results and per-output event counts are written into
+    out, acc_events, psum_events (each (G, M, N)). k_chunk = K when there is no chunking.
+    T (np.int32 or np.int64) is the arithmetic type: int32 runs twice as many SIMD lanes and is
+    exact when every register has <= 32 bits and every |product| < 2^31.
+    """
+    acc_lo, acc_hi, psum_lo, psum_hi = T(acc_lo), T(acc_hi), T(psum_lo), T(psum_hi)
+    n_g, n_m, n_k = a.shape
+    n_n = b.shape[2]
+    for i in prange(rows.shape[0]):
+        g = rows[i] // n_m
+        m = rows[i] % n_m
+        c0 = col_ptr[i]
+        nc = col_ptr[i + 1] - c0
+        full = nc == n_n
+        col = np.empty(nc, np.int64)
+        for j in range(nc):
+            col[j] = j if full else cols[c0 + j]
+        acc = np.zeros(nc, T)
+        psum = np.zeros(nc, T)
+        ev_a = np.zeros(nc, T)
+        ev_p = np.zeros(nc, T)
+        for k0 in range(0, n_k, k_chunk):
+            for j in range(nc):
+                acc[j] = T(bias[g, col[j]]) if (bias_preload and k0 == 0) else T(0)
+            for k in range(k0, min(k0 + k_chunk, n_k)):
+                av = T(a[g, m, k])
+                if full:
+                    for j in range(nc):
+                        v, e = register_add(acc[j], T(av * T(b[g, k, j])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                        acc[j] = v
+                        ev_a[j] += e
+                else:
+                    for j in range(nc):
+                        v, e = register_add(acc[j], T(av * T(b[g, k, col[j]])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                        acc[j] = v
+                        ev_a[j] += e
+            if has_psum:
+                for j in range(nc):
+                    v, e = register_add(psum[j], acc[j], psum_lo, psum_hi, psum_shift, psum_wrap, T)
+                    psum[j] = v
+                    ev_p[j] += e
+        for j in range(nc):
+            if has_psum:
+                result = psum[j]
+                if bias_post:
+                    result, e = register_add(result, T(bias[g, col[j]]), psum_lo, psum_hi, psum_shift, psum_wrap, T)
+                    ev_p[j] += e
+            else:
+                result = acc[j]
+                if bias_post:
+                    result, e = register_add(result, T(bias[g, col[j]]), acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                    ev_a[j] += e
+            out[g, m, col[j]] = result
+            acc_events[g, m, col[j]] = ev_a[j]
+            psum_events[g, m, col[j]] = ev_p[j]

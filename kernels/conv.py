@@ -1,0 +1,216 @@
+"""Integer 2-D convolution and transposed convolution as GEMMs with a modelled accumulator.
+
+conv2d lowers to one GEMM per group: M = batch × output pixels, N = output channels of the
+group, K = the kernel window × input channels of the group. The order of K is the order the
+accumulator adds the products in, which matters once it saturates:
+
+- `k_order="chw"` (default): input channel in group, then kernel row, then kernel column
+  (the OIHW weight layout flattened; channel-outermost MAC arrays);
+- `k_order="hwc"`: kernel row, kernel column, then input channel (NHWC datapaths).
+
+conv_transpose2d (ONNX ConvTranspose / Caffe Deconvolution) is computed as the equivalent direct
+convolution of the zero-inserted input with the flipped kernel, so each output reduces all
+Cg·kh·kw taps in the order input channel ascending, kernel row descending, kernel column
+descending; taps that fall between strided input positions or outside the input are zero
+products that keep their slot in the chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from formats.errors import RsimError
+from kernels.gemm import check_bias, gemm_batched, int_codes, max_abs
+from kernels.plan import AccumulatorStats, ReductionPlan
+
+K_ORDERS = ("chw", "hwc")
+
+
+def _pair(value: object, what: str, minimum: int) -> tuple[int, int]:
+    items = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(items) != 2 or not all(isinstance(v, (int, np.integer)) and v >= minimum for v in items):
+        raise RsimError(f"{what}: must be an int >= {minimum} or a pair (h, w) of them, got {value!r}")
+    return int(items[0]), int(items[1])
+
+
+def _pads(value: object, what: str = "padding") -> tuple[int, int, int, int]:
+    """int, (h, w) or ONNX-style (top, left, bottom, right) -> (top, left, bottom, right)."""
+    if isinstance(value, (int, np.integer)):
+        items = (value,) * 4
+    else:
+        items = tuple(value)
+        if len(items) == 2:
+            items = items * 2
+    if len(items) != 4 or not all(isinstance(v, (int, np.integer)) and v >= 0 for v in items):
+        raise RsimError(
+            f"{what}: must be an int, (h, w) or (top, left, bottom, right) of ints >= 0, got {value!r}"
+        )
+    return tuple(int(v) for v in items)
+
+
+@njit(cache=True, parallel=True)
+def _im2col(x, groups, kh, kw, sh, sw, dh, dw, top, left, oh, ow, pad_value, hwc, cols):
+    """cols[g, (n·oh + y)·ow + x, k] = the input tap k of output pixel (n, y, x) in group g."""
+    n_b, n_c, h, wd = x.shape
+    cg = n_c // groups
+    for r in prange(n_b * oh):
+        n = r // oh
+        y = r % oh
+        for xo in range(ow):
+            m = r * ow + xo
+            for g in range(groups):
+                for c in range(cg):
+                    for i in range(kh):
+                        iy = y * sh - top + i * dh
+                        for j in range(kw):
+                            ix = xo * sw - left + j * dw
+                            kk = ((i * kw + j) * cg + c) if hwc else ((c * kh + i) * kw + j)
+                            if 0 <= iy < h and 0 <= ix < wd:
+                                cols[g, m, kk] = x[n, g * cg + c, iy, ix]
+                            else:
+                                cols[g, m, kk] = pad_value
+
+
+def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, bias):
+    """Validated conv2d core: returns out (N, O, OH, OW) and its two event maps."""
+    n_b, n_c, h, wd = x.shape
+    n_o, cg, kh, kw = w.shape
+    if groups < 1 or n_c % groups or n_o % groups:
+        raise RsimError(
+            f"groups: {groups} must divide the input channels ({n_c}) and output channels ({n_o})"
+        )
+    if cg != n_c // groups:
+        raise RsimError(
+            f"w: shape {w.shape} needs {n_c // groups} input channels per group "
+            f"(x has {n_c} channels, groups={groups})"
+        )
+    if k_order not in K_ORDERS:
+        raise RsimError(f"k_order: must be one of {', '.join(K_ORDERS)}, got {k_order!r}")
+    top, left, bottom, right = pads
+    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if oh < 1 or ow < 1 or kh * kw * cg == 0:
+        raise RsimError(
+            f"x: input {h}x{wd} with padding {pads} is smaller than the dilated kernel "
+            f"{kh}x{kw} (dilation {dilation})"
+        )
+    og = n_o // groups
+    span = max(max_abs(x), abs(pad_value))
+    dtype = next(dt for dt in (np.int8, np.int16, np.int32, np.int64) if span <= np.iinfo(dt).max)
+    cols = np.empty((groups, n_b * oh * ow, cg * kh * kw), dtype)
+    _im2col(np.ascontiguousarray(x), groups, kh, kw, stride[0], stride[1], dilation[0],
+            dilation[1], top, left, oh, ow, pad_value, k_order == "hwc", cols)  # fmt: skip
+    layout = (0, 2, 3, 4, 1) if k_order == "chw" else (0, 3, 4, 2, 1)
+    wmat = w.reshape(groups, og, cg, kh, kw).transpose(layout).reshape(groups, cg * kh * kw, og)
+    bias_g = None if bias is None else bias.reshape(groups, og)
+    out, acc_ev, psum_ev, n_risk = gemm_batched(cols, np.ascontiguousarray(wmat), plan, bias_g)
+
+    def to_nchw(t: np.ndarray) -> np.ndarray:
+        t = t.reshape(groups, n_b, oh, ow, og).transpose(1, 0, 4, 2, 3)
+        return np.ascontiguousarray(t.reshape(n_b, n_o, oh, ow))
+
+    return to_nchw(out), AccumulatorStats(to_nchw(acc_ev), to_nchw(psum_ev), 1, n_risk)
+
+
+def conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, ...] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    pad_value: int = 0,
+    acc_bits: int,
+    acc_overflow: str = "saturate",
+    k_chunk: int | None = None,
+    psum_bits: int | None = None,
+    psum_overflow: str = "saturate",
+    bias: np.ndarray | None = None,
+    bias_mode: str = "post",
+    k_order: str = "chw",
+    x_bits: int | None = None,
+    w_bits: int | None = None,
+) -> tuple[np.ndarray, AccumulatorStats]:
+    """Convolution of NCHW codes x with OIHW codes w, accumulated as the plan says.
+
+    Codes are signed with zero points already subtracted; padded taps read `pad_value`.
+    `padding` is an int, (h, w) or (top, left, bottom, right) as ONNX `pads`. `bias` has one
+    value per output channel. `x_bits`/`w_bits` optionally declare the codes' signed widths.
+    Returns the int64 (N, O, OH, OW) result and its `AccumulatorStats` (channel axis 1).
+    """
+    plan = ReductionPlan.build(
+        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
+        psum_overflow=psum_overflow, bias_mode=bias_mode,
+    )  # fmt: skip
+    x = int_codes(x, "x", x_bits, ndim=4)
+    w = int_codes(w, "w", w_bits, ndim=4)
+    if not isinstance(pad_value, (int, np.integer)):
+        raise RsimError(f"pad_value: must be an integer code, got {pad_value!r}")
+    if not isinstance(groups, (int, np.integer)):
+        raise RsimError(f"groups: must be an integer, got {groups!r}")
+    bias_arr = check_bias(bias, w.shape[0], plan)
+    return _conv_gemm(
+        x, w, _pair(stride, "stride", 1), _pads(padding), _pair(dilation, "dilation", 1),
+        int(groups), int(pad_value), k_order, plan, bias_arr,
+    )  # fmt: skip
+
+
+def conv_transpose2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, ...] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    acc_bits: int,
+    acc_overflow: str = "saturate",
+    k_chunk: int | None = None,
+    psum_bits: int | None = None,
+    psum_overflow: str = "saturate",
+    bias: np.ndarray | None = None,
+    bias_mode: str = "post",
+    x_bits: int | None = None,
+    w_bits: int | None = None,
+) -> tuple[np.ndarray, AccumulatorStats]:
+    """ONNX ConvTranspose (Caffe Deconvolution) of NCHW codes x with weights w (C, O/groups, kh, kw).
+
+    Output size per axis: stride·(in − 1) + output_padding + dilation·(k − 1) + 1 − pads.
+    Reduction order: see the module docstring. Returns (int64 (N, O, OH, OW), stats).
+    """
+    plan = ReductionPlan.build(
+        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
+        psum_overflow=psum_overflow, bias_mode=bias_mode,
+    )  # fmt: skip
+    x = int_codes(x, "x", x_bits, ndim=4)
+    w = int_codes(w, "w", w_bits, ndim=4)
+    sh, sw = _pair(stride, "stride", 1)
+    dh, dw = _pair(dilation, "dilation", 1)
+    oph, opw = _pair(output_padding, "output_padding", 0)
+    top, left, bottom, right = _pads(padding)
+    if not isinstance(groups, (int, np.integer)) or groups < 1 or x.shape[1] % groups:
+        raise RsimError(f"groups: {groups!r} must be a positive divisor of the {x.shape[1]} input channels")
+    if w.shape[0] != x.shape[1]:
+        raise RsimError(f"w: shape {w.shape} needs {x.shape[1]} input channels first (x is {x.shape})")
+    if oph >= max(sh, dh) or opw >= max(sw, dw):
+        raise RsimError(f"output_padding: {output_padding!r} must be smaller than stride or dilation")
+    n_c, og, kh, kw = w.shape
+    cg = n_c // groups
+    bias_arr = check_bias(bias, og * groups, plan)
+    n_b, _, h, wd = x.shape
+    # zero-inserted input, then the (possibly negative) padding of the equivalent direct conv
+    up = np.zeros((n_b, n_c, sh * (h - 1) + 1, sw * (wd - 1) + 1), x.dtype)
+    up[:, :, ::sh, ::sw] = x
+    edges = (dh * (kh - 1) - top, dw * (kw - 1) - left,
+             dh * (kh - 1) - bottom + oph, dw * (kw - 1) - right + opw)  # fmt: skip
+    if min(up.shape[2] + edges[0] + edges[2], up.shape[3] + edges[1] + edges[3]) < dh * (kh - 1) + 1:
+        raise RsimError(f"padding: {padding!r} crops away the whole output")
+    crop = tuple(max(-e, 0) for e in edges)
+    up = up[:, :, crop[0]:up.shape[2] - crop[2], crop[1]:up.shape[3] - crop[3]]
+    pads = tuple(max(e, 0) for e in edges)
+    flipped = w.reshape(groups, cg, og, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    flipped = np.ascontiguousarray(flipped.reshape(groups * og, cg, kh, kw))
+    return _conv_gemm(up, flipped, (1, 1), pads, (dh, dw), int(groups), 0, "chw", plan, bias_arr)

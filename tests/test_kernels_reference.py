@@ -1,0 +1,145 @@
+"""Plain Python-int references of the kernels' semantics, written independently of kernels/.
+
+They follow the issue's wording step by step (one addition at a time) and are slow on purpose;
+tests keep shapes small.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def register_add(value: int, addend: int, bits: int, overflow: str) -> tuple[int, bool]:
+    """Add in a two's-complement register; returns (new value, whether it overflowed)."""
+    exact = value + addend
+    hi = 2 ** (bits - 1) - 1
+    lo = -hi if overflow == "saturate_symmetric" else -(2 ** (bits - 1))
+    if lo <= exact <= hi:
+        return exact, False
+    if overflow == "wrap":
+        return (exact + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1), True
+    return (hi if exact > hi else lo), True
+
+
+def dot_with_plan(products, bias, *, acc_bits, acc_overflow="saturate", k_chunk=None,
+                  psum_bits=None, psum_overflow="saturate", bias_mode="post"):  # fmt: skip
+    """One output of the plan: returns (value, accumulator events, psum events)."""
+    products = [int(p) for p in products]
+    acc_events = psum_events = 0
+    if k_chunk is None:
+        chunks = [products]
+    else:
+        chunks = [products[i:i + k_chunk] for i in range(0, len(products), k_chunk)]
+    psum = 0
+    acc = 0
+    for index, chunk in enumerate(chunks):
+        acc = int(bias) if (bias is not None and bias_mode == "preload" and index == 0) else 0
+        for p in chunk:
+            acc, event = register_add(acc, p, acc_bits, acc_overflow)
+            acc_events += event
+        if k_chunk is not None:
+            psum, event = register_add(psum, acc, psum_bits or acc_bits, psum_overflow)
+            psum_events += event
+    if bias is not None and bias_mode == "post":
+        if k_chunk is None:
+            acc, event = register_add(acc, int(bias), acc_bits, acc_overflow)
+            acc_events += event
+        else:
+            psum, event = register_add(psum, int(bias), psum_bits or acc_bits, psum_overflow)
+            psum_events += event
+    return (acc if k_chunk is None else psum), acc_events, psum_events
+
+
+def gemm_reference(a, b, bias=None, **plan):
+    """(out, acc events, psum events) arrays of shape (M, N) for a (M, K) @ b (K, N)."""
+    m_dim, k_dim = a.shape
+    n_dim = b.shape[1]
+    out = np.zeros((m_dim, n_dim), np.int64)
+    acc_ev = np.zeros_like(out)
+    psum_ev = np.zeros_like(out)
+    for m in range(m_dim):
+        for n in range(n_dim):
+            products = [int(a[m, k]) * int(b[k, n]) for k in range(k_dim)]
+            out[m, n], acc_ev[m, n], psum_ev[m, n] = dot_with_plan(
+                products, None if bias is None else bias[n], **plan
+            )
+    return out, acc_ev, psum_ev
+
+
+def conv2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,
+                     pad_value=0, k_order="chw", bias=None, **plan):  # fmt: skip
+    """Direct NCHW/OIHW convolution, each output reduced with `dot_with_plan`.
+
+    K order "chw": input channel in group, kernel row, kernel column; "hwc": row, column, channel.
+    """
+    n_b, n_c, h, wd = x.shape
+    n_o, cg, kh, kw = w.shape
+    og = n_o // groups
+    top, left, bottom, right = pads
+    oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n_b, n_o, oh, ow), np.int64)
+    acc_ev, psum_ev = np.zeros_like(out), np.zeros_like(out)
+
+    def tap(n, c, iy, ix):
+        if 0 <= iy < h and 0 <= ix < wd:
+            return int(x[n, c, iy, ix])
+        return pad_value
+
+    for n in range(n_b):
+        for o in range(n_o):
+            g = o // og
+            for y in range(oh):
+                for xo in range(ow):
+                    order = [(c, i, j) for c in range(cg) for i in range(kh) for j in range(kw)]
+                    if k_order == "hwc":
+                        order = [(c, i, j) for i in range(kh) for j in range(kw) for c in range(cg)]
+                    products = [
+                        tap(n, g * cg + c, y * stride[0] - top + i * dilation[0],
+                            xo * stride[1] - left + j * dilation[1]) * int(w[o, c, i, j])
+                        for c, i, j in order
+                    ]  # fmt: skip
+                    out[n, o, y, xo], acc_ev[n, o, y, xo], psum_ev[n, o, y, xo] = dot_with_plan(
+                        products, None if bias is None else bias[o], **plan
+                    )
+    return out, acc_ev, psum_ev
+
+
+def conv_transpose2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), output_padding=(0, 0),
+                               dilation=(1, 1), groups=1, bias=None, **plan):  # fmt: skip
+    """ONNX ConvTranspose on codes: x (N, C, H, W), w (C, O/groups, kh, kw).
+
+    Each output reduces all Cg·kh·kw kernel taps in the documented order: input channel in group
+    ascending, kernel row descending, kernel column descending; a tap that lands between strided
+    input positions or outside the input holds a zero product but keeps its slot in the chunks.
+    """
+    n_b, n_c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    cg = n_c // groups
+    n_o = og * groups
+    top, left, bottom, right = pads
+    oh = stride[0] * (h - 1) + output_padding[0] + (kh - 1) * dilation[0] + 1 - top - bottom
+    ow = stride[1] * (wd - 1) + output_padding[1] + (kw - 1) * dilation[1] + 1 - left - right
+    out = np.zeros((n_b, n_o, oh, ow), np.int64)
+    acc_ev, psum_ev = np.zeros_like(out), np.zeros_like(out)
+    for n in range(n_b):
+        for o in range(n_o):
+            g, o_in = divmod(o, og)
+            for y in range(oh):
+                for xo in range(ow):
+                    products = []
+                    for c in range(cg):
+                        for i in reversed(range(kh)):
+                            for j in reversed(range(kw)):
+                                ny, nx = y + top - i * dilation[0], xo + left - j * dilation[1]
+                                iy, ix = ny // stride[0], nx // stride[1]
+                                on_input = ny % stride[0] == 0 and nx % stride[1] == 0
+                                if on_input and 0 <= iy < h and 0 <= ix < wd:
+                                    ci = g * cg + c
+                                    products.append(int(x[n, ci, iy, ix]) * int(w[ci, o_in, i, j]))
+                                else:
+                                    products.append(0)
+                    out[n, o, y, xo], acc_ev[n, o, y, xo], psum_ev[n, o, y, xo] = dot_with_plan(
+                        products, None if bias is None else bias[o], **plan
+                    )
+    return out, acc_ev, psum_ev
