@@ -74,7 +74,7 @@ class TraceWriter:
         self.metadata: RunMetadata = validated(RunMetadata, metadata or {}, "trace metadata")
         self._temporary = _create_temporary(self.path)
         try:
-            self._file = h5py.File(self._temporary, "w")
+            self._file = h5py.File(self._temporary, "w", track_order=True)
             self._write_metadata()
         except BaseException:
             self._temporary.unlink(missing_ok=True)
@@ -107,14 +107,14 @@ class TraceWriter:
         attrs["schema_version"] = np.int64(SCHEMA_VERSION)
         for key, value in self.metadata.model_dump(exclude={"results"}).items():
             attrs[key] = np.int64(value) if isinstance(value, int) else value
-        self._file.create_group("layers")
-        self._file.create_group("results")
+        self._file.create_group("layers", track_order=True)
+        self._file.create_group("results", track_order=True)
 
     def _layer_group(self, name: str) -> h5py.Group:
         """The layer's group, created at first use: layers are numbered in that order."""
         if name not in self._groups:
             index = len(self._groups)
-            group = self._file["layers"].create_group(f"{index:04d}")
+            group = self._file["layers"].create_group(f"{index:04d}", track_order=True)
             group.attrs["index"] = np.int64(index)
             group.attrs["name"] = name
             self._groups[name] = group
@@ -131,7 +131,7 @@ class TraceWriter:
         group.attrs["acc_saturations"] = np.int64(record.acc_saturations)
         group.attrs["psum_saturations"] = np.int64(record.psum_saturations)
         for section in ("formats", "schedule", "isolated", "propagated"):
-            subgroup = group.create_group(section)
+            subgroup = group.create_group(section, track_order=True)
             for key, value in getattr(record, section).items():
                 subgroup.attrs[key] = value if section == "formats" else np.float64(value)
         saturation = group.create_group("saturation")
