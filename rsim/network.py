@@ -306,19 +306,21 @@ class Network:
         return feeds
 
     def _check_feed_shapes(self, feeds: Mapping[str, np.ndarray]) -> int:
-        batches = set()
-        for name, array in feeds.items():
-            want = self.graph.input_shapes[name]
-            got = tuple(array.shape)
-            if len(got) != len(want) or got[1:] != want[1:]:
-                expected = ("N",) + tuple(want[1:]) if want else ()
+        """The run's batch: the first input's leading axis. Inputs whose leading axis was the
+        import batch take the run's batch; any other input must keep its import shape."""
+        graph = self.graph
+        first = feeds[self.inputs[0]]
+        batch = first.shape[0] if first.ndim else graph.import_batch
+        for name in self.inputs:
+            want, got = graph.input_shapes[name], tuple(feeds[name].shape)
+            batched = bool(want) and want[0] == graph.import_batch
+            expected = ((batch,) + tuple(want[1:])) if batched else tuple(want)
+            if got != expected:
+                shown = ("N",) + tuple(want[1:]) if batched else tuple(want)
                 raise RsimError(f"input {name!r} has shape {got}; the model expects "
-                                f"{_spec_text(expected)} (N = any batch)")
-            if got:
-                batches.add(got[0])
-        if len(batches) > 1:
-            raise RsimError(f"inputs disagree on the batch size: {sorted(batches)}")
-        return batches.pop() if batches else self.graph.import_batch
+                                f"{_spec_text(shown)}" + (" (N = the batch, the same for every "
+                                                          "batched input)" if batched else ""))
+        return batch
 
 
 def _with_batch(shape: Shape, import_batch: int, batch: int) -> Shape:

@@ -302,8 +302,14 @@ class _Converter:
     def _fold(self, node, ins):
         feeds = {n: self.consts[n] for n in ins if n}
         try:
-            evaluator = ReferenceEvaluator(node, opsets={"": self.opset})
-            values = evaluator.run(None, feeds)
+            graph = helper.make_graph(
+                [node], "fold",
+                [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                 for n, v in feeds.items()],
+                [helper.ValueInfoProto(name=o) for o in node.output if o])
+            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
+                                      ir_version=self.model.ir_version or onnx.IR_VERSION)
+            values = ReferenceEvaluator(model).run(None, feeds)
         except Exception as error:
             raise self.error(f"cannot evaluate it on its constant inputs: {error}") from error
         for name, value in zip(node.output, values):

@@ -1,0 +1,162 @@
+"""The official ONNX backend node tests, run through a small rsim backend adapter.
+
+The onnx wheel ships no test data folder, so the cases come from the test-case generators in
+`onnx.backend.test.case.node` (the same generators `collect_testcases()` runs; importing only the
+modules of the operators rsim supports takes a second instead of the ~25 s of collecting all
+~1,900 cases). Every case whose graph uses only operators rsim supports is collected, then:
+
+Included: all such cases with float32/float64 data, at the opset the case was written for. Cases
+stamped with an opset above 21 (rsim reads 7..21) are relabelled to opset 21 when the operator's
+schema at 21 has the same inputs, outputs and attributes as the version the case was written for
+(those later versions only widened the accepted element types).
+
+Excluded, with the reason the test reports (see `exclusion_reason`):
+- sequence and optional values (test_identity_sequence, test_identity_opt): rsim's tensors are
+  plain arrays;
+- integer or bool data (test_add_int8, test_clip_default_int8_min, test_maxpool_2d_uint8, ...):
+  rsim's float path runs float32/float64 only;
+- empty tensors (test_reshape_allowzero_reordered feeds a (0, 3, 4) array);
+- 1-D and 3-D convolution and pooling (test_conv*_1d, test_maxpool_3d_*, ...): rsim's conv and
+  pooling are 2-D (the accelerators it models lower 2-D convolution);
+- BatchNormalization and Dropout in training mode and MaxPool's Indices output: inference only;
+- operator versions after opset 21 whose schema changed (none are expected for these ops).
+
+The adapter turns the operands rsim requires to be constant (weights, bias, BN statistics, Clip
+bounds, Pad pads, Reshape/Squeeze/Unsqueeze shapes and axes) into initializers holding the case's
+data, saves the model and loads it with `rsim.load`, exactly as a user's file would be read.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import rsim
+from rsim.frontends.onnx import COMPUTE_OPS, MAX_OPSET, REMOVED_OPS
+
+CASE_MODULES = ("conv", "convtranspose", "gemm", "matmul", "relu", "leakyrelu", "clip", "sigmoid",
+                "tanh", "hardsigmoid", "hardswish", "maxpool", "averagepool", "globalaveragepool",
+                "batch_normalization", "add", "sub", "mul", "div", "concat", "flatten", "reshape",
+                "transpose", "squeeze", "unsqueeze", "pad", "softmax", "lrn", "dropout", "identity")
+
+# input positions (beyond the first) that rsim needs as constants, per op type
+CONSTANT_INPUTS = {"Conv": {1, 2}, "ConvTranspose": {1, 2}, "Gemm": {1, 2},
+                   "BatchNormalization": {1, 2, 3, 4}, "Clip": {1, 2}, "Pad": {1, 2, 3},
+                   "Reshape": {1}, "Squeeze": {1}, "Unsqueeze": {1}, "Dropout": {1, 2}}
+SUPPORTED = set(COMPUTE_OPS) | set(REMOVED_OPS)
+
+
+def _collect():
+    from onnx.backend.test.case import node as node_cases
+
+    with np.errstate(all="ignore"):
+        for module in CASE_MODULES:
+            importlib.import_module(f"onnx.backend.test.case.node.{module}")
+    seen, cases = set(), []
+    for case in node_cases._NodeTestCases:
+        ops = {n.op_type for n in case.model.graph.node}
+        if case.name not in seen and ops <= SUPPORTED and case.kind == "node":
+            seen.add(case.name)
+            cases.append(case)
+    return cases
+
+
+CASES = _collect()
+
+
+def _same_schema(op: str, version: int) -> bool:
+    new = onnx.defs.get_schema(op, version)
+    old = onnx.defs.get_schema(op, MAX_OPSET)
+    return (set(new.attributes) == set(old.attributes) and len(new.inputs) == len(old.inputs)
+            and len(new.outputs) == len(old.outputs))
+
+
+def exclusion_reason(case) -> str | None:
+    graph = case.model.graph
+    if any(not v.type.HasField("tensor_type") for v in list(graph.input) + list(graph.output)):
+        return "sequence/optional values: rsim's tensors are plain arrays"
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in ("Conv", "ConvTranspose", "MaxPool", "AveragePool"):
+            x = next(v for v in graph.input if v.name == node.input[0])
+            if len(x.type.tensor_type.shape.dim) != 4:
+                return "1-D/3-D convolution or pooling: rsim's spatial ops are 2-D"
+        if node.op_type in ("BatchNormalization", "Dropout") and (
+                attrs.get("training_mode") or len(node.input) > 2 and node.op_type == "Dropout"
+                or len(node.output) > 1 and node.op_type == "BatchNormalization"):
+            return "training mode: rsim runs inference only"
+        if node.op_type == "Dropout" and len(node.output) > 1:
+            return "Dropout mask output: rsim removes Dropout"
+        if node.op_type == "MaxPool" and len(node.output) > 1:
+            return "MaxPool Indices output: rsim computes pooled values only"
+    for inputs, outputs in case.data_sets:
+        _, feeds = _adapted_model(case, inputs)
+        for value in list(feeds.values()) + list(outputs):
+            if np.asarray(value).dtype.kind != "f":
+                return "integer/bool data: rsim's float path runs float32/float64 only"
+            if np.asarray(value).size == 0:
+                return "empty tensors: a batch or dimension of size 0 is not a network input"
+    version = max(o.version for o in case.model.opset_import if o.domain in ("", "ai.onnx"))
+    if version > MAX_OPSET and not all(_same_schema(n.op_type, version) for n in graph.node):
+        return f"operator schema changed after opset {MAX_OPSET}"
+    return None
+
+
+def _adapted_model(case, inputs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The case's model with its constant operands as initializers, and the remaining feeds."""
+    model = onnx.ModelProto()
+    model.CopyFrom(case.model)
+    graph = model.graph
+    names = [v.name for v in graph.input]
+    values = dict(zip(names, inputs))
+    constant = set()
+    for node in graph.node:
+        for position in CONSTANT_INPUTS.get(node.op_type, ()):
+            if position < len(node.input) and node.input[position] in values:
+                constant.add(node.input[position])
+    for name in constant:
+        graph.initializer.append(numpy_helper.from_array(np.asarray(values[name]), name))
+    kept = [v for v in graph.input if v.name not in constant]
+    del graph.input[:]
+    graph.input.extend(kept)
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx") and opset.version > MAX_OPSET:
+            opset.version = MAX_OPSET
+    return model, {n: np.asarray(v) for n, v in values.items() if n not in constant}
+
+
+REASONS = {c.name: exclusion_reason(c) for c in CASES}
+INCLUDED = [c for c in CASES if REASONS[c.name] is None]
+EXCLUDED = [c for c in CASES if REASONS[c.name] is not None]
+
+
+@pytest.mark.parametrize("case", INCLUDED, ids=lambda c: c.name)
+def test_onnx_node_case_matches_expected_outputs(case, tmp_path: Path):
+    for index, (inputs, expected) in enumerate(case.data_sets):
+        model, feeds = _adapted_model(case, inputs)
+        path = tmp_path / f"{case.name}_{index}.onnx"
+        onnx.save(model, path)
+        net = rsim.load(path)
+        dtype = np.result_type(*feeds.values())
+        got = net.run_float(feeds, dtype=dtype)
+        for name, want in zip(net.outputs, expected):
+            np.testing.assert_allclose(got[name], want, rtol=case.rtol, atol=case.atol,
+                                       err_msg=f"{case.name} output {name}")
+
+
+def test_every_supported_operator_has_an_included_node_case():
+    covered = {n.op_type for c in INCLUDED for n in c.model.graph.node}
+    assert covered == SUPPORTED
+
+
+@pytest.mark.parametrize("case", EXCLUDED, ids=lambda c: c.name)
+def test_excluded_node_case_is_outside_rsims_documented_scope(case):
+    reason = REASONS[case.name]
+    assert reason.split(":")[0] in {
+        "integer/bool data", "sequence/optional values", "empty tensors", "1-D/3-D convolution or pooling", "training mode",
+        "Dropout mask output", "MaxPool Indices output"}, reason
