@@ -5,7 +5,8 @@
 - a numpy array (and optional labels);
 - `.npy`: memory-mapped, so only the batch being read is in memory;
 - `.npz`: array `x` and optional labels `y` (names are options); `x` is streamed from the archive
-  (compressed or not) one batch at a time; labels are small and read at once;
+  (compressed or not) one batch at a time; labels are small and read at once; a damaged
+  compressed member is detected by its checksum once its end is read;
 - HDF5 (`.h5`, `.hdf5`, `.hdf`): datasets `x` and optional `y` (names are options), read by slicing;
 - a folder of images (Pillow, the optional extra `images`): files sorted by name; when the folder
   holds class sub-folders instead, each sub-folder is a class whose label is its name if every
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
@@ -251,7 +253,16 @@ _NPY_HEADER_READERS = {
     (1, 0): np.lib.format.read_array_header_1_0,
     (2, 0): np.lib.format.read_array_header_2_0,
 }
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+# What a damaged archive raises: zip and deflate errors, or numpy's header parser choking on junk.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    tokenize.TokenError,
+)
 
 
 class NpzDataset(Dataset):
@@ -272,11 +283,14 @@ class NpzDataset(Dataset):
             with zipfile.ZipFile(path) as archive:
                 names = [n.removesuffix(".npy") for n in archive.namelist()]
                 shape, self._stored_dtype = self._header(archive, names, x_name)
+                _check_numeric(self._stored_dtype, str(path))
                 label_name = y_name or ("y" if "y" in names else None)
                 if labels is None and label_name is not None:
                     self._header(archive, names, label_name)
                     with archive.open(label_name + ".npy") as member:
                         labels = np.lib.format.read_array(member, allow_pickle=False)
+        except RsimError:
+            raise
         except _ZIP_ERRORS as error:
             raise RsimError(f"data file '{path}' is not a readable .npz archive ({error})") from None
         if len(shape) < 1:
@@ -295,7 +309,6 @@ class NpzDataset(Dataset):
                 f"data file '{self.path}': array '{name}' is stored in Fortran order, which cannot "
                 "be streamed; save it with np.ascontiguousarray"
             )
-        _check_numeric(dtype, str(self.path))
         return shape, dtype
 
     def _read_header(self, member: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -321,6 +334,8 @@ class NpzDataset(Dataset):
                     yield np.frombuffer(raw, dtype=self._stored_dtype).reshape(
                         count, *self._stored_shape
                     )
+        except RsimError:
+            raise
         except _ZIP_ERRORS as error:
             raise RsimError(f"data file '{self.path}' could not be read ({error})") from None
 
