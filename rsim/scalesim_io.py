@@ -87,11 +87,12 @@ def _detect_kind(header: list[str]) -> str:
     return "gemm" if names[1:4] == ["m", "n", "k"] else "conv"
 
 
-def read_topology(path: str | Path, kind: str | None = None) -> list[GemmWork]:
+def read_topology(path: str | Path, kind: str | None = None, *, batch: int = 1) -> list[GemmWork]:
     """Read a SCALE-Sim topology CSV into GEMM work, one entry per SCALE-Sim report row.
 
     `kind` is "conv" (Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels,
     Num Filter, Strides) or "gemm" (Layer, M, N, K); None picks it from the header row.
+    `batch` > 1 multiplies M (SCALE-Sim itself always runs batch 1).
     """
     path = Path(path)
     try:
@@ -128,16 +129,16 @@ def read_topology(path: str | Path, kind: str | None = None) -> list[GemmWork]:
         try:
             if kind == "gemm":
                 m, n, k = values
-                layers.append(gemm_work(name, m, k, n))
+                layers.append(gemm_work(name, m, k, n, batch=batch))
             else:
-                layers.extend(_conv_rows(name, *values))
+                layers.extend(_conv_rows(name, *values, batch=batch))
         except RsimError as error:
             raise RsimError(f"{where}: {error}") from None
     return layers
 
 
 def _conv_rows(name: str, height: int, width: int, filter_h: int, filter_w: int, channels: int,
-               filters: int, stride: int) -> list[GemmWork]:
+               filters: int, stride: int, batch: int = 1) -> list[GemmWork]:
     """One conv topology row; depthwise ("DP" in the name) unrolls into one layer per channel."""
     if filter_h > height or filter_w > width:
         raise RsimError(f"layer {name!r}: filter {filter_h}x{filter_w} is larger than the ifmap "
@@ -147,7 +148,7 @@ def _conv_rows(name: str, height: int, width: int, filter_h: int, filter_w: int,
     out_h = -(-(height - filter_h + stride) // stride)
     out_w = -(-(width - filter_w + stride) // stride)
     geometry = dict(in_h=height, in_w=width, out_h=out_h, out_w=out_w, kernel_h=filter_h,
-                    kernel_w=filter_w, out_channels=filters)
+                    kernel_w=filter_w, out_channels=filters, batch=batch)
     if "DP" in name:
         return [conv_work(f"{name}Channel_{i}", in_channels=1, **geometry) for i in range(channels)]
     return [conv_work(name, in_channels=channels, **geometry)]

@@ -37,6 +37,11 @@ def _add_commands() -> None:
 
     cli.add_command(format_cmd.format_command)
 
+    from rsim.cli import hw_cmd, schedule_cmd
+
+    cli.add_command(hw_cmd.hw_command)
+    cli.add_command(schedule_cmd.schedule_command)
+
 
 _add_commands()
 
