@@ -94,7 +94,8 @@ def test_rows_flatten_the_figures_a_table_shows(tmp_path):
     (row,) = trace.rows()
     assert row["layer"] == "conv1" and row["acc_saturations"] == 5
     assert (row["sqnr_isolated_db"], row["sqnr_propagated_db"]) == (33.0, 30.0)
-    assert row["formats"] == "weights=fx8.6, activations=fx8.4, accumulator=fx32.10"
+    assert list(row["formats"].items()) == [
+        ("weights", "fx8.6"), ("activations", "fx8.4"), ("accumulator", "fx32.10")]
     assert (row["cycles"], row["utilization"], row["clipped_share"]) == (1234.0, 0.75, 0.01)
 
 

@@ -55,7 +55,7 @@ class Trace:
             {
                 "layer": r.name,
                 "op": r.op,
-                "formats": ", ".join(f"{role}={spec}" for role, spec in r.formats.items()),
+                "formats": dict(r.formats),
                 "sqnr_isolated_db": r.isolated.get("sqnr_db"),
                 "sqnr_propagated_db": r.propagated.get("sqnr_db"),
                 "max_abs_error": r.propagated.get("max_abs_error"),

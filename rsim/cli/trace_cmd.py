@@ -64,18 +64,18 @@ def show_command(file: Path) -> None:
         about.add_row(f"result: {key}", _number(value, 4))
     console.print(about)
 
-    layers = Table(title="per layer (errors of the propagated path unless marked isolated)")
+    layers = Table(title="per layer (iso = layer fed the float input, prop = fed the simulated one)")
     for column in ("#", "layer", "op", "formats"):
-        layers.add_column(column)
-    for column in ("SQNR isolated dB", "SQNR propagated dB", "max abs error", "clipped %",
-                   "acc sat", "psum sat", "cycles", "util %"):
+        layers.add_column(column, overflow="fold")
+    for column in ("SQNR iso dB", "SQNR prop dB", "max |err|", "clipped %", "acc sat",
+                   "psum sat", "cycles", "util %"):
         layers.add_column(column, justify="right")
     for index, row in enumerate(trace.rows()):
         layers.add_row(
             str(index),
             row["layer"],
             row["op"] + (" (float)" if row["float_emulated"] else ""),
-            row["formats"] or "–",
+            "\n".join(f"{role}={spec}" for role, spec in row["formats"].items()) or "–",
             _number(row["sqnr_isolated_db"]),
             _number(row["sqnr_propagated_db"]),
             _number(row["max_abs_error"], 4),
@@ -102,7 +102,7 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
     console = Console()
     table = Table(title=f"B = {b}  vs  A = {a}")
     for column in ("layer", "op"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for column in ("SQNR prop A", "SQNR prop B", "Δ prop dB", "Δ isolated dB", "clipped % A→B",
                    "acc sat A→B", "psum sat A→B"):
         table.add_column(column, justify="right")
