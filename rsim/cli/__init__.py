@@ -36,6 +36,9 @@ def _add_commands() -> None:
     from rsim.cli import format_cmd
 
     cli.add_command(format_cmd.format_command)
+    from rsim.cli import trace_cmd
+
+    cli.add_command(trace_cmd.trace_group)
 
     from rsim.cli import hw_cmd, schedule_cmd
 
