@@ -2,7 +2,33 @@
 requantization, pooling and element-wise ops on codes."""
 
 from kernels.conv import conv2d, conv_transpose2d
+from kernels.elementwise import add_aligned, clip, relu, relu6
 from kernels.gemm import gemm
+from kernels.minifloat import minifloat_conv2d, minifloat_gemm
 from kernels.plan import AccumulatorStats, ReductionPlan
+from kernels.pool import avg_pool2d, max_pool2d
+from kernels.pow2 import pow2_to_int
+from kernels.requant import (onnx_output_scale, quantize_multiplier, requantize_multiplier,
+                             requantize_scale, requantize_shift)
 
-__all__ = ["AccumulatorStats", "ReductionPlan", "conv2d", "conv_transpose2d", "gemm"]
+__all__ = [
+    "AccumulatorStats",
+    "ReductionPlan",
+    "add_aligned",
+    "avg_pool2d",
+    "clip",
+    "conv2d",
+    "conv_transpose2d",
+    "gemm",
+    "max_pool2d",
+    "minifloat_conv2d",
+    "minifloat_gemm",
+    "onnx_output_scale",
+    "pow2_to_int",
+    "quantize_multiplier",
+    "relu",
+    "relu6",
+    "requantize_multiplier",
+    "requantize_scale",
+    "requantize_shift",
+]

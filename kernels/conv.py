@@ -17,6 +17,8 @@ products that keep their slot in the chunks.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit, prange
 
@@ -72,8 +74,29 @@ def _im2col(x, groups, kh, kw, sh, sw, dh, dw, top, left, oh, ow, pad_value, hwc
                                 cols[g, m, kk] = pad_value
 
 
-def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, bias):
-    """Validated conv2d core: returns out (N, O, OH, OW) and its two event maps."""
+@dataclass(frozen=True)
+class LoweredConv:
+    """A convolution lowered to a batched GEMM: cols (G, M, K) @ weights (G, K, Og)."""
+
+    cols: np.ndarray
+    weights: np.ndarray
+    batch: int
+    out_hw: tuple[int, int]
+
+    def to_nchw(self, t: np.ndarray) -> np.ndarray:
+        """A (G, M, Og) GEMM result as (N, O, OH, OW)."""
+        groups, _, og = t.shape
+        oh, ow = self.out_hw
+        t = t.reshape(groups, self.batch, oh, ow, og).transpose(1, 0, 4, 2, 3)
+        return np.ascontiguousarray(t.reshape(self.batch, groups * og, oh, ow))
+
+
+def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> LoweredConv:
+    """Validate shapes and build the im2col GEMM operands in the `k_order` reduction order.
+
+    x and w are integer codes or float values alike; cols get x's dtype (widened to hold
+    an integer pad_value).
+    """
     n_b, n_c, h, wd = x.shape
     n_o, cg, kh, kw = w.shape
     if groups < 1 or n_c % groups or n_o % groups:
@@ -96,21 +119,27 @@ def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, b
             f"{kh}x{kw} (dilation {dilation})"
         )
     og = n_o // groups
-    span = max(max_abs(x), abs(pad_value))
-    dtype = next(dt for dt in (np.int8, np.int16, np.int32, np.int64) if span <= np.iinfo(dt).max)
+    if x.dtype.kind == "f":
+        dtype = x.dtype
+    else:
+        span = max(max_abs(x), abs(pad_value))
+        dtype = next(dt for dt in (np.int8, np.int16, np.int32, np.int64) if span <= np.iinfo(dt).max)
     cols = np.empty((groups, n_b * oh * ow, cg * kh * kw), dtype)
     _im2col(np.ascontiguousarray(x), groups, kh, kw, stride[0], stride[1], dilation[0],
             dilation[1], top, left, oh, ow, pad_value, k_order == "hwc", cols)  # fmt: skip
     layout = (0, 2, 3, 4, 1) if k_order == "chw" else (0, 3, 4, 2, 1)
     wmat = w.reshape(groups, og, cg, kh, kw).transpose(layout).reshape(groups, cg * kh * kw, og)
-    bias_g = None if bias is None else bias.reshape(groups, og)
-    out, acc_ev, psum_ev, n_risk = gemm_batched(cols, np.ascontiguousarray(wmat), plan, bias_g)
+    return LoweredConv(cols, np.ascontiguousarray(wmat), n_b, (oh, ow))
 
-    def to_nchw(t: np.ndarray) -> np.ndarray:
-        t = t.reshape(groups, n_b, oh, ow, og).transpose(1, 0, 4, 2, 3)
-        return np.ascontiguousarray(t.reshape(n_b, n_o, oh, ow))
 
-    return to_nchw(out), AccumulatorStats(to_nchw(acc_ev), to_nchw(psum_ev), 1, n_risk)
+def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, bias):
+    """Validated conv2d core: returns out (N, O, OH, OW) and its stats."""
+    low = lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order)
+    bias_g = None if bias is None else bias.reshape(groups, -1)
+    out, acc_ev, psum_ev, n_risk = gemm_batched(low.cols, low.weights, plan, bias_g)
+    return low.to_nchw(out), AccumulatorStats(
+        low.to_nchw(acc_ev), low.to_nchw(psum_ev), 1, n_risk
+    )
 
 
 def conv2d(

@@ -7,6 +7,7 @@ tests keep shapes small.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def register_add(value: int, addend: int, bits: int, overflow: str) -> tuple[int, bool]:
@@ -143,3 +144,35 @@ def conv_transpose2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), output
                         products, None if bias is None else bias[o], **plan
                     )
     return out, acc_ev, psum_ev
+
+
+# -- the reference itself is checked against hand-worked cases and apytypes ---------------------
+
+
+def test_register_add_saturates_wraps_and_flags_the_overflow():
+    assert register_add(120, 10, 8, "saturate") == (127, True)
+    assert register_add(120, 10, 8, "wrap") == (-126, True)
+    assert register_add(-120, -10, 8, "saturate_symmetric") == (-127, True)
+    assert register_add(-120, -8, 8, "saturate") == (-128, False)
+
+
+def test_dot_with_plan_follows_chunks_psum_and_bias_order():
+    # acc 4 bits: chunk [7, 7] saturates to 7 once; chunk [-8] gives -8; psum 5 bits: 7 + -8 = -1
+    assert dot_with_plan([7, 7, -8], None, acc_bits=4, k_chunk=2, psum_bits=5) == (-1, 1, 0)
+    # preload 5 then +7 saturates (7), +7 saturates again, -8 -> -1
+    assert dot_with_plan([7, 7, -8], 5, acc_bits=4, bias_mode="preload") == (-1, 2, 0)
+    # post: 7+7 saturates, -8 -> -1, +5 -> 4
+    assert dot_with_plan([7, 7, -8], 5, acc_bits=4) == (4, 1, 0)
+
+
+def test_reference_without_overflow_is_the_apytypes_exact_matmul():
+    apy = pytest.importorskip("apytypes")
+    rng = np.random.default_rng(3)
+    a = rng.integers(-(2**11), 2**11, (5, 37))
+    b = rng.integers(-(2**9), 2**9, (37, 4))
+    exact = apy.APyFixedArray.from_float(a, int_bits=12, frac_bits=0) @ apy.APyFixedArray.from_float(
+        b, int_bits=10, frac_bits=0
+    )
+    out, acc_ev, _ = gemm_reference(a, b, acc_bits=64)
+    assert np.array_equal(out, exact.to_numpy().astype(np.int64))
+    assert not acc_ev.any()

@@ -1,0 +1,246 @@
+"""Minifloat MAC datapaths: GEMM and convolution with a floating-point accumulator that rounds
+after every addition, following the same reduction plan as the integer kernels.
+
+Semantics of one output Σ_k a[k]·b[k]:
+- each product is exact, or rounded to `product_format` when one is given;
+- K is cut into chunks of `k_chunk` (None = one chunk) in ascending k; each chunk starts at 0
+  (the first at the bias with bias_mode="preload") and rounds to `acc_format` after every
+  addition;
+- with a `k_chunk`, chunk results are added in order into a partial sum rounded to
+  `psum_format` (default `acc_format`) after every addition;
+- bias_mode="post" adds the bias last, rounded in the psum (or accumulator) format.
+Rounding is `rounding` (deterministic modes), overflow is each format's own rule.
+
+Exactness: products of two formats whose precisions add up to <= 53 bits are exact in float64.
+A sum is computed in float64; when it may be inexact there (operands far apart), TwoSum gives
+the error and the float64 result is moved to round-to-odd, which rounds correctly again to any
+format of <= 51 significant bits. Each value is then rounded once by `formats.float_nb.round_float`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from formats.errors import RsimError
+from formats.float_nb import round_float
+from formats.minifloat import Minifloat
+from formats.modes import Rounding, as_rounding
+from formats.rounding_nb import two_sum
+from kernels.conv import _pads, _pair, lower_conv
+from kernels.plan import BIAS_MODES
+
+_FLOAT64_PRECISION = 53
+_ROUND_TO_ODD_MAX_MAN_BITS = 50
+
+
+@njit(cache=True, inline="always")
+def rounded_sum(x, y, params, rounding, maybe_inexact):
+    """x + y correctly rounded to the format of `params` (see `Minifloat.nb_params`)."""
+    s = x + y
+    if maybe_inexact and s - s == 0.0:
+        s, err = two_sum(x, y)
+        if err != 0.0 and (np.int64(math.frexp(s)[0] * 9007199254740992.0) & 1) == 0:
+            s = np.nextafter(s, np.inf if err > 0.0 else -np.inf)  # round-to-odd
+    return round_float(s, params[0], params[1], params[2], params[3], params[4], params[5],
+                       params[6], rounding, 0.0)  # fmt: skip
+
+
+@njit(cache=True, parallel=True)
+def _minifloat_rows(a, b, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
+                    acc_params, acc_inexact, has_psum, psum_params, psum_inexact, rounding, out):  # fmt: skip
+    n_g, n_m, n_k = a.shape
+    n_n = b.shape[2]
+    for r in prange(n_g * n_m):
+        g = r // n_m
+        m = r % n_m
+        acc = np.zeros(n_n)
+        psum = np.zeros(n_n)
+        for k0 in range(0, n_k, k_chunk):
+            for n in range(n_n):
+                acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
+            for k in range(k0, min(k0 + k_chunk, n_k)):
+                av = a[g, m, k]
+                for n in range(n_n):
+                    p = av * b[g, k, n]
+                    if has_product:
+                        p = round_float(p, prod_params[0], prod_params[1], prod_params[2],
+                                        prod_params[3], prod_params[4], prod_params[5],
+                                        prod_params[6], rounding, 0.0)  # fmt: skip
+                    acc[n] = rounded_sum(acc[n], p, acc_params, rounding, acc_inexact)
+            if has_psum:
+                for n in range(n_n):
+                    psum[n] = rounded_sum(psum[n], acc[n], psum_params, rounding, psum_inexact)
+        for n in range(n_n):
+            if has_psum:
+                value = psum[n]
+                if bias_post:
+                    value = rounded_sum(value, bias[g, n], psum_params, rounding, True)
+            else:
+                value = acc[n]
+                if bias_post:
+                    value = rounded_sum(value, bias[g, n], acc_params, rounding, True)
+            out[g, m, n] = value
+
+
+def _quantum_exp(fmt: Minifloat) -> int:
+    """log2 of the format's finest step (its smallest subnormal spacing)."""
+    return fmt.min_exp - fmt.man_bits
+
+
+def _max_exp(fmt: Minifloat) -> int:
+    return math.frexp(fmt.max)[1]  # max < 2^this
+
+
+def _sum_may_be_inexact(register: Minifloat, addend_quantum: int, addend_max_exp: int) -> bool:
+    """Whether register + addend can need more than 53 bits (both are multiples of the finer
+    quantum and below 2^max exponent, so the sum needs at most max − quantum + 1 bits)."""
+    quantum = min(_quantum_exp(register), addend_quantum)
+    top = max(_max_exp(register), addend_max_exp) + 1
+    return top - quantum > _FLOAT64_PRECISION
+
+
+def _values(x: object, fmt: Minifloat, what: str) -> np.ndarray:
+    arr = np.asarray(x, dtype=np.float64)
+    if not isinstance(fmt, Minifloat):
+        raise RsimError(f"{what}_format: must be a formats.Minifloat, got {fmt!r}")
+    if arr.size and not np.array_equal(fmt.quantize(arr, overflow=None), arr, equal_nan=True):
+        raise RsimError(f"{what}: values are not all representable in {fmt}")
+    return arr
+
+
+class MinifloatPlan:
+    """Validated minifloat reduction plan and the scalar parameters the kernel needs."""
+
+    def __init__(self, a_format, b_format, acc_format, product_format, psum_format, k_chunk,
+                 bias_mode, rounding):  # fmt: skip
+        for fmt, what in ((a_format, "a_format"), (b_format, "b_format"), (acc_format, "acc_format")):
+            if not isinstance(fmt, Minifloat):
+                raise RsimError(f"{what}: must be a formats.Minifloat, got {fmt!r}")
+        if product_format is not None and not isinstance(product_format, Minifloat):
+            raise RsimError(f"product_format: must be a formats.Minifloat or None, got {product_format!r}")
+        if psum_format is not None and not isinstance(psum_format, Minifloat):
+            raise RsimError(f"psum_format: must be a formats.Minifloat or None, got {psum_format!r}")
+        if a_format.man_bits + b_format.man_bits + 2 > _FLOAT64_PRECISION:
+            raise RsimError("a_format, b_format: their precisions exceed 53 bits together, so "
+                            "products would not be exact in float64")
+        if k_chunk is not None and (isinstance(k_chunk, bool) or not isinstance(k_chunk, (int, np.integer))
+                                    or k_chunk <= 0):
+            raise RsimError(f"k_chunk: must be a positive integer or None, got {k_chunk!r}")
+        if bias_mode not in BIAS_MODES:
+            raise RsimError(f"bias_mode: must be one of {', '.join(BIAS_MODES)}, got {bias_mode!r}")
+        self.rounding = as_rounding(rounding)
+        if self.rounding is Rounding.STOCHASTIC:
+            raise RsimError("rounding: stochastic is not supported in minifloat accumulators")
+        self.acc = acc_format
+        self.product = product_format
+        self.psum = (psum_format or acc_format) if k_chunk is not None else None
+        self.k_chunk = k_chunk
+        self.bias_mode = bias_mode
+        if self.product is not None:
+            p_quantum, p_max = _quantum_exp(self.product), _max_exp(self.product)
+        else:
+            p_quantum = _quantum_exp(a_format) + _quantum_exp(b_format)
+            p_max = _max_exp(a_format) + _max_exp(b_format)
+        self.acc_inexact = _sum_may_be_inexact(self.acc, p_quantum, p_max)
+        self.psum_inexact = self.psum is not None
+        for fmt, what in ((self.acc, "acc_format"), (self.psum, "psum_format")):
+            if fmt is not None and fmt.man_bits > _ROUND_TO_ODD_MAX_MAN_BITS:
+                raise RsimError(f"{what}: at most {_ROUND_TO_ODD_MAX_MAN_BITS} mantissa bits")
+
+    @property
+    def bias_format(self) -> Minifloat:
+        return self.psum if (self.bias_mode == "post" and self.psum is not None) else self.acc
+
+    def run(self, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+        """(G, M, K) @ (G, K, N) values with bias (G, N) or None -> (G, M, N) float64."""
+        n_g, n_m, n_k = a.shape
+        out = np.empty((n_g, n_m, b.shape[2]))
+        product = self.product or self.acc
+        psum = self.psum or self.acc
+        _minifloat_rows(
+            np.ascontiguousarray(a), np.ascontiguousarray(b),
+            np.zeros((n_g, b.shape[2])) if bias is None else bias,
+            bias is not None and self.bias_mode == "post",
+            bias is not None and self.bias_mode == "preload",
+            n_k if self.k_chunk is None else int(self.k_chunk),
+            self.product is not None, product.nb_params(), self.acc.nb_params(), self.acc_inexact,
+            self.psum is not None, psum.nb_params(), self.psum_inexact, self.rounding.code, out,
+        )  # fmt: skip
+        return out
+
+
+def _bias_values(bias: object, n: int, plan: MinifloatPlan) -> np.ndarray | None:
+    if bias is None:
+        return None
+    arr = _values(bias, plan.bias_format, "bias")
+    if arr.shape != (n,):
+        raise RsimError(f"bias: must have one value per output channel ({n}), got shape {arr.shape}")
+    return arr
+
+
+def minifloat_gemm(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    a_format: Minifloat,
+    b_format: Minifloat,
+    acc_format: Minifloat,
+    product_format: Minifloat | None = None,
+    k_chunk: int | None = None,
+    psum_format: Minifloat | None = None,
+    bias: np.ndarray | None = None,
+    bias_mode: str = "post",
+    rounding: str | Rounding = "nearest_even",
+) -> np.ndarray:
+    """out[m, n] = Σ_k a[m, k]·b[k, n] on minifloat values, as the module docstring says.
+
+    a and b are float values on a_format / b_format's grids (e.g. `fmt.decode(codes)`); the
+    result is float64 values of the psum (or accumulator) format.
+    """
+    plan = MinifloatPlan(a_format, b_format, acc_format, product_format, psum_format, k_chunk,
+                         bias_mode, rounding)  # fmt: skip
+    av = _values(a, a_format, "a")
+    bv = _values(b, b_format, "b")
+    if av.ndim != 2 or bv.ndim != 2 or av.shape[1] != bv.shape[0] or av.shape[1] == 0:
+        raise RsimError(f"b: shape {bv.shape} does not match a {av.shape} (need (M, K) @ (K, N), K >= 1)")
+    bias_v = _bias_values(bias, bv.shape[1], plan)
+    return plan.run(av[None], bv[None], None if bias_v is None else bias_v[None])[0]
+
+
+def minifloat_conv2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    x_format: Minifloat,
+    w_format: Minifloat,
+    acc_format: Minifloat,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, ...] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    product_format: Minifloat | None = None,
+    k_chunk: int | None = None,
+    psum_format: Minifloat | None = None,
+    bias: np.ndarray | None = None,
+    bias_mode: str = "post",
+    k_order: str = "chw",
+    rounding: str | Rounding = "nearest_even",
+) -> np.ndarray:
+    """NCHW × OIHW convolution on minifloat values, reduced in `k_order` as in `kernels.conv`;
+    padded taps are 0. Returns float64 (N, O, OH, OW)."""
+    plan = MinifloatPlan(x_format, w_format, acc_format, product_format, psum_format, k_chunk,
+                         bias_mode, rounding)  # fmt: skip
+    xv = _values(x, x_format, "x")
+    wv = _values(w, w_format, "w")
+    if xv.ndim != 4 or wv.ndim != 4:
+        raise RsimError(f"x, w: must be 4-D (NCHW, OIHW), got {xv.shape} and {wv.shape}")
+    if not isinstance(groups, (int, np.integer)):
+        raise RsimError(f"groups: must be an integer, got {groups!r}")
+    low = lower_conv(xv, wv, _pair(stride, "stride", 1), _pads(padding), _pair(dilation, "dilation", 1),
+                     int(groups), 0.0, k_order)  # fmt: skip
+    bias_v = _bias_values(bias, wv.shape[0], plan)
+    out = plan.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(int(groups), -1))
+    return low.to_nchw(out)
