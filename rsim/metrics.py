@@ -3,9 +3,12 @@ classification scores, so memory does not grow with the number of samples.
 
 Per tensor, `ErrorAccumulator.update(reference, simulated, clipped_mask)` is called batch by batch;
 `result()` gives an `ErrorStats`. One compiled pass per batch folds every element into running
-float64 sums with Neumaier compensation, in element order, carrying the sums from one batch to the
-next: feeding the data in any split into batches therefore performs the very same floating-point
-operations as feeding the concatenation at once, and the results are bitwise equal.
+float64 sums kept in 8 interleaved lanes (for speed: independent additions), the lane chosen by
+the element's global index, and carried from one batch to the next; the lanes are added in a fixed
+order at the end. Feeding the data in any split into batches therefore performs the very same
+floating-point operations as feeding the concatenation at once: the results are bitwise equal.
+Plain float64 summation of n terms errs by at most about (n/8)·2^-53 relative on the sums of
+non-negative terms (Σr², Σe², Σ|e|, Σs²), far below what a dB figure shows.
 
 Definitions (r = reference, s = simulated, e = r - s, sums over all elements seen):
 
@@ -38,58 +41,36 @@ from numba import njit
 
 from formats.errors import RsimError
 
-# Slots of the running sums: Σr², Σe², Σ|e|, Σr·s, Σs².
+# Rows of the running sums: Σr², Σe², Σ|e|, Σr·s, Σs²; columns: the summation lanes.
 _REF_SQ, _ERR_SQ, _ERR_ABS, _DOT, _SIM_SQ = range(5)
+_LANES = 8  # a power of two: the lane of an element is its global index & (_LANES - 1)
 # Slots of the running extremes: max|e|, min s, max s.
 _MAX_ERR, _SIM_MIN, _SIM_MAX = range(3)
 
 
-@njit(cache=True, inline="always")
-def _neumaier_add(sums: np.ndarray, comps: np.ndarray, slot: int, x: float) -> None:
-    s = sums[slot]
-    t = s + x
-    if abs(s) >= abs(x):
-        comps[slot] += (s - t) + x
-    else:
-        comps[slot] += (x - t) + s
-    sums[slot] = t
-
-
-@njit(cache=True, inline="always")
-def _fold_max(current: float, x: float) -> float:
-    """max that keeps a NaN once seen, so non-finite data never passes silently."""
-    if current != current:
-        return current
-    if x != x or x > current:
-        return x
-    return current
-
-
-@njit(cache=True, inline="always")
-def _fold_min(current: float, x: float) -> float:
-    if current != current:
-        return current
-    if x != x or x < current:
-        return x
-    return current
-
-
 @njit(cache=True)
-def _accumulate(reference, simulated, sums, comps, extremes) -> None:
-    """Fold 1-D `reference`/`simulated` into the running sums and extremes, in element order."""
+def _accumulate(reference, simulated, offset, sums, extremes) -> None:
+    """Fold 1-D `reference`/`simulated`, whose first element has global index `offset`, into the
+    lane sums and the extremes. NaNs are skipped by the extremes here; the sums carry them."""
+    max_err, low, high = extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX]
     for i in range(reference.size):
+        lane = (offset + i) & (_LANES - 1)
         r = np.float64(reference[i])
         s = np.float64(simulated[i])
         e = r - s
         a = abs(e)
-        _neumaier_add(sums, comps, _REF_SQ, r * r)
-        _neumaier_add(sums, comps, _ERR_SQ, e * e)
-        _neumaier_add(sums, comps, _ERR_ABS, a)
-        _neumaier_add(sums, comps, _DOT, r * s)
-        _neumaier_add(sums, comps, _SIM_SQ, s * s)
-        extremes[_MAX_ERR] = _fold_max(extremes[_MAX_ERR], a)
-        extremes[_SIM_MIN] = _fold_min(extremes[_SIM_MIN], s)
-        extremes[_SIM_MAX] = _fold_max(extremes[_SIM_MAX], s)
+        sums[_REF_SQ, lane] += r * r
+        sums[_ERR_SQ, lane] += e * e
+        sums[_ERR_ABS, lane] += a
+        sums[_DOT, lane] += r * s
+        sums[_SIM_SQ, lane] += s * s
+        if a > max_err:
+            max_err = a
+        if s < low:
+            low = s
+        if s > high:
+            high = s
+    extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX] = max_err, low, high
 
 
 def _as_float_vector(array: Any, what: str) -> np.ndarray:
@@ -150,8 +131,7 @@ class ErrorAccumulator:
             raise RsimError(f"format_max must be a positive finite number, got {format_max!r}")
         self.format_max = format_max
         self.count = 0
-        self._sums = np.zeros(5)
-        self._comps = np.zeros(5)
+        self._sums = np.zeros((5, _LANES))
         self._extremes = np.array([0.0, math.inf, -math.inf])
         self._masked = 0
         self._clipped = 0
@@ -163,22 +143,24 @@ class ErrorAccumulator:
             raise RsimError(
                 f"reference shape {reference_shape} and simulated shape {simulated_shape} differ"
             )
-        if clipped_mask is not None:
-            if np.shape(clipped_mask) != reference_shape:
-                raise RsimError(
-                    f"clipped mask shape {np.shape(clipped_mask)} does not match the tensor "
-                    f"shape {reference_shape}"
-                )
-            self._clipped += int(np.count_nonzero(clipped_mask))
-            self._masked += int(np.size(clipped_mask))
+        if clipped_mask is not None and np.shape(clipped_mask) != reference_shape:
+            raise RsimError(
+                f"clipped mask shape {np.shape(clipped_mask)} does not match the tensor "
+                f"shape {reference_shape}"
+            )
         reference_flat = _as_float_vector(reference, "reference")
         simulated_flat = _as_float_vector(simulated, "simulated")
-        _accumulate(reference_flat, simulated_flat, self._sums, self._comps, self._extremes)
+        _accumulate(reference_flat, simulated_flat, self.count, self._sums, self._extremes)
         self.count += reference_flat.size
+        if clipped_mask is not None:
+            self._clipped += int(np.count_nonzero(clipped_mask))
+            self._masked += int(np.size(clipped_mask))
 
-    def _total(self, slot: int) -> float:
-        total = self._sums[slot]
-        return float(total + self._comps[slot]) if math.isfinite(total) else float(total)
+    def _total(self, row: int) -> float:
+        total = 0.0
+        for lane_sum in self._sums[row]:
+            total += float(lane_sum)
+        return total
 
     def result(self) -> ErrorStats:
         """The statistics of everything seen so far."""
@@ -187,6 +169,10 @@ class ErrorAccumulator:
         ref_sq, err_sq = self._total(_REF_SQ), self._total(_ERR_SQ)
         dot, sim_sq = self._total(_DOT), self._total(_SIM_SQ)
         max_err, out_min, out_max = (float(v) for v in self._extremes)
+        if math.isnan(err_sq):  # a NaN error was seen: the extremes skipped it
+            max_err = math.nan
+        if math.isnan(sim_sq):
+            out_min = out_max = math.nan
         return ErrorStats(
             count=self.count,
             sqnr_db=sqnr_db(ref_sq, err_sq),
