@@ -66,7 +66,7 @@ def plot(trace: Trace, out_png: str | os.PathLike[str], title: str | None = None
     layers = trace.layers
     if not layers:
         raise RsimError(f"trace '{trace.path}' has no layers to plot")
-    figure = _new_figure(max(6.0, 0.5 * len(layers) + 2.0), 7.0)
+    figure = _new_figure(min(max(6.0, 0.5 * len(layers) + 2.0), 40.0), 7.0)
     sqnr_axes, clip_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 2))
     x = list(range(len(layers)))
     width = 0.4

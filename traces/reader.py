@@ -50,7 +50,8 @@ class Trace:
             ) from None
 
     def rows(self) -> list[dict[str, Any]]:
-        """One flat dict per layer with the figures a table shows (missing ones are None)."""
+        """One dict per layer with the figures a table shows (missing ones are None; `formats`
+        is the role → spec mapping)."""
         return [
             {
                 "layer": r.name,
