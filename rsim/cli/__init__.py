@@ -44,6 +44,9 @@ def _add_commands() -> None:
 
     cli.add_command(hw_cmd.hw_command)
     cli.add_command(schedule_cmd.schedule_command)
+    from rsim.cli import info_cmd
+
+    cli.add_command(info_cmd.info_command)
 
 
 _add_commands()

@@ -37,6 +37,8 @@ def _conv_macs(shapes, out, attrs, params):
 
 
 def _conv_forward(arrays, attrs, params):
+    """One GEMM per group over the whole batch: weight (O/g, C/g*kh*kw) times patches
+    (C/g*kh*kw, N*Ho*Wo); depthwise convs take a multiply-add per kernel tap instead."""
     (x,) = arrays
     w = params["weight"]
     groups = attrs["groups"]
@@ -46,14 +48,17 @@ def _conv_forward(arrays, attrs, params):
     xp = pad_nchw(x, attrs["pads"])
     if in_per_group == 1 and groups > 1:
         y = _depthwise(xp, w, attrs, (ho, wo), groups)
-    elif (kh, kw) == (1, 1) and attrs["strides"] == (1, 1) and groups == 1:
-        y = np.matmul(w.reshape(out_ch, in_per_group), xp.reshape(n, in_per_group, -1))
     else:
-        cols = im2col(xp, (kh, kw), attrs["strides"], attrs["dilations"], (ho, wo))
-        cols = cols.reshape(n, groups, in_per_group * kh * kw, ho * wo)
+        if (kh, kw) == (1, 1) and attrs["strides"] == (1, 1):
+            cols = xp.transpose(1, 0, 2, 3).reshape(groups, in_per_group, n * ho * wo)
+        else:
+            cols = im2col(xp, (kh, kw), attrs["strides"], attrs["dilations"], (ho, wo))
+            cols = cols.reshape(groups, in_per_group * kh * kw, n * ho * wo)
         wg = w.reshape(groups, out_ch // groups, in_per_group * kh * kw)
-        y = np.matmul(wg if groups > 1 else wg[0], cols if groups > 1 else cols[:, 0])
-    y = y.reshape(n, out_ch, ho, wo)
+        out = np.empty((groups, out_ch // groups, n * ho * wo), dtype=x.dtype)
+        for g in range(groups):
+            np.matmul(wg[g], cols[g], out=out[g])
+        y = np.ascontiguousarray(out.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3))
     if "bias" in params:
         y += params["bias"].reshape(1, -1, 1, 1)
     return y
@@ -92,8 +97,9 @@ def _conv_transpose_macs(shapes, out, attrs, params):
 
 
 def _conv_transpose_forward(arrays, attrs, params):
-    """Scatter form: every input pixel times the kernel (one GEMM), then each kernel tap is added
-    into the strided output positions it reaches (col2im), then the pads are cropped."""
+    """Scatter form: every input pixel times the kernel (one GEMM per group over the whole
+    batch), then each kernel tap is added into the strided output positions it reaches
+    (col2im), then the pads are cropped."""
     (x,) = arrays
     w = params["weight"]
     groups = attrs["groups"]
@@ -103,16 +109,19 @@ def _conv_transpose_forward(arrays, attrs, params):
     (sh, sw), (dh, dw) = attrs["strides"], attrs["dilations"]
     top, left, _, _ = attrs["pads"]
     ho, wo = conv_transpose_out_hw(x.shape, attrs, params)
-    wg = w.reshape(groups, in_ch // groups, out_per_group * kh * kw).transpose(0, 2, 1)
-    cols = np.matmul(wg, x.reshape(n, groups, in_ch // groups, h * wd))
-    cols = cols.reshape(n, out_ch, kh, kw, h, wd)
+    xg = x.transpose(1, 0, 2, 3).reshape(groups, in_ch // groups, n * h * wd)
+    wg = w.reshape(groups, in_ch // groups, out_per_group * kh * kw)
+    cols = np.empty((groups, out_per_group * kh * kw, n * h * wd), dtype=x.dtype)
+    for g in range(groups):
+        np.matmul(wg[g].T, xg[g], out=cols[g])
+    cols = cols.reshape(out_ch, kh, kw, n, h, wd)
     full_h = max(sh * (h - 1) + dh * (kh - 1) + 1, top + ho)
     full_w = max(sw * (wd - 1) + dw * (kw - 1) + 1, left + wo)
     full = np.zeros((n, out_ch, full_h, full_w), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
             full[:, :, i * dh : i * dh + sh * (h - 1) + 1 : sh,
-                 j * dw : j * dw + sw * (wd - 1) + 1 : sw] += cols[:, :, i, j]
+                 j * dw : j * dw + sw * (wd - 1) + 1 : sw] += cols[:, i, j].transpose(1, 0, 2, 3)
     y = np.ascontiguousarray(full[:, :, top : top + ho, left : left + wo])
     if "bias" in params:
         y += params["bias"].reshape(1, -1, 1, 1)

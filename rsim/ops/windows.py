@@ -46,12 +46,13 @@ def tap(xp: np.ndarray, i: int, j: int, strides: tuple[int, int], dilations: tup
 
 def im2col(xp: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int],
            dilations: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """Patches of padded input `xp` as an (N, C, kh, kw, Ho, Wo) array (a copy, one strided copy
-    per kernel tap, so the GEMM that follows sees contiguous memory)."""
+    """Patches of padded input `xp` (N, C, H, W) as a (C, kh, kw, N, Ho, Wo) array: reshaped to
+    (C*kh*kw, N*Ho*Wo) it is the right operand of one large GEMM for the whole batch (one strided
+    copy per kernel tap)."""
     n, c = xp.shape[:2]
     kh, kw = kernel
-    cols = np.empty((n, c, kh, kw) + tuple(out_hw), dtype=xp.dtype)
+    cols = np.empty((c, kh, kw, n) + tuple(out_hw), dtype=xp.dtype)
     for i in range(kh):
         for j in range(kw):
-            cols[:, :, i, j] = tap(xp, i, j, strides, dilations, out_hw)
+            cols[:, i, j] = tap(xp, i, j, strides, dilations, out_hw).transpose(1, 0, 2, 3)
     return cols

@@ -1,0 +1,87 @@
+"""rsim's float reference path against onnxruntime, same machine, same run, same batch.
+
+Cases: mnist-8 (../shared/real/onnx-mnist8, batch 256) and the ResNet-style test graph
+(tests/onnx_graphs.py, widths 64/128/256, 224x224, batch 8). Prints the best of a few runs for
+each and the ratio rsim / onnxruntime (target: within 3x).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import rsim  # noqa: E402
+from tests.onnx_graphs import resnet_style  # noqa: E402
+
+MNIST8 = ROOT.parent / "shared" / "real" / "onnx-mnist8" / "model.onnx"
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: caches, lazy binding, onnxruntime's first-run allocations
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def batch_free(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a batch-1 model that onnxruntime runs at any batch: symbolic leading input and
+    output dims, and Reshape targets starting with a literal 1 start with -1 instead (rsim does
+    this rewrite itself at import)."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    weights = {t.name for t in model.graph.initializer}
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name not in weights:
+            value.type.tensor_type.shape.dim[0].dim_param = "N"
+    del model.graph.value_info[:]
+    targets = {n.input[1] for n in model.graph.node if n.op_type == "Reshape"}
+    for init in model.graph.initializer:
+        value = onnx.numpy_helper.to_array(init)
+        if init.name in targets and value.size and value.reshape(-1)[0] == 1:
+            value = value.copy()
+            value.reshape(-1)[0] = -1
+            init.CopyFrom(onnx.numpy_helper.from_array(value, init.name))
+    return model
+
+
+def compare(label: str, path: Path, x: np.ndarray, repeats: int) -> None:
+    net = rsim.load(path)
+    session = ort.InferenceSession(batch_free(onnx.load(str(path))).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    t_rsim = best_time(lambda: net.run_float(x), repeats)
+    t_ort = best_time(lambda: session.run(None, {name: x}), repeats)
+    got = net.run_float(x)[net.outputs[0]]
+    want = session.run(None, {name: x})[0]
+    err = np.abs(got - want).max() / np.abs(want).max()
+    print(f"{label:<34} rsim {t_rsim * 1e3:8.1f} ms   onnxruntime {t_ort * 1e3:8.1f} ms   "
+          f"ratio {t_rsim / t_ort:5.2f}x   max rel err {err:.1e}")
+
+
+def main() -> None:
+    rng = np.random.default_rng(0)
+    if MNIST8.exists():
+        compare("mnist-8, batch 256", MNIST8,
+                rng.uniform(0, 255, (256, 1, 28, 28)).astype(np.float32), repeats=10)
+    else:
+        print(f"skipping mnist-8: {MNIST8} not found")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "resnet.onnx"
+        onnx.save(resnet_style(17, size=224, widths=(64, 128, 256)), path)
+        compare("ResNet-style 224x224, batch 8", path,
+                rng.normal(size=(8, 3, 224, 224)).astype(np.float32), repeats=3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""`rsim info [MODEL]`: the layers of a model (op, shapes, parameters, MACs) and their totals."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from formats.errors import RsimError
+
+
+def default_model_path() -> Path:
+    """The model shipped with rsim (a LeNet-style CNN on 8x8 digits)."""
+    return Path(str(resources.files("rsim") / "data" / "default_model.onnx"))
+
+
+def parse_input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """NAME=1x3x224x224 (or NAME=1,3,224,224) options as {name: shape}."""
+    shapes = {}
+    for spec in specs:
+        name, sep, dims = spec.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = tuple(int(d) for d in dims.replace(",", "x").split("x"))
+        except ValueError:
+            raise RsimError(f"--input-shape {spec!r} is not NAME=DIMS (e.g. input=1x3x224x224)") from None
+    return shapes
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+@click.command("info")
+@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=DIMS",
+              help="Bind an input's symbolic dimensions, e.g. input=1x3x224x224 (repeatable).")
+@click.option("--batch", type=int, default=None, help="Batch size for shapes and MACs "
+              "(default: the batch bound at import).")
+def info_command(model: Path | None, input_shape: tuple[str, ...], batch: int | None) -> None:
+    """Show MODEL's layers (op, input/output shapes, parameters, MACs) and totals.
+
+    Without MODEL, show the default model shipped with rsim.
+    """
+    from rsim.loader import load
+
+    path = model or default_model_path()
+    net = load(path, input_shapes=parse_input_shapes(input_shape) or None)
+    shapes = net.shapes(batch)
+    batch = net.import_batch if batch is None else batch
+    table = Table(title=f"{path.name}  (batch {batch})", title_justify="left")
+    for column, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("input", "left"),
+                            ("output", "left"), ("params", "right"), ("MACs", "right")):
+        table.add_column(column, justify=justify)
+    for index, layer in enumerate(net.layers):
+        table.add_row(str(index), layer.name, layer.op,
+                      ", ".join(_dims(shapes[t]) for t in layer.inputs),
+                      _dims(shapes[layer.outputs[0]]), f"{layer.param_count:,}",
+                      f"{layer.macs(batch):,}")
+    table.add_section()
+    table.add_row("", "total", f"{len(net.layers)} layers", "", "", f"{net.param_count:,}",
+                  f"{net.macs(batch):,}")
+    console = Console()
+    console.print(f"model  {path}\nsha256 {net.sha256}")
+    console.print("inputs  " + ", ".join(f"{n} {_dims(shapes[n])}" for n in net.inputs))
+    console.print("outputs " + ", ".join(f"{n} {_dims(net.shape(n, batch))}" for n in net.outputs))
+    console.print(table)
