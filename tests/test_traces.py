@@ -282,6 +282,7 @@ def test_diff_says_which_layers_drift_more_or_less_and_by_how_much(tmp_path):
     assert (comparison.only_in_a, comparison.only_in_b) == (["gone"], ["new"])
     assert comparison.results["agreement"].delta == pytest.approx(-0.02)
     assert traces.diff(a, b, tolerance_db=5.0).more_drift == []
+    assert traces.diff(a.path, str(b.path)) == comparison
     assert comparison.rows()[0]["sqnr_propagated_db_delta"] == pytest.approx(-4.5)
 
 
@@ -342,6 +343,7 @@ def test_drift_plot_writes_a_png(tmp_path):
     ])
     out = traces.plot(trace, tmp_path / "drift.png")
     assert _is_png(out) and out.stat().st_size > 10_000
+    assert _is_png(traces.plot(trace.path, tmp_path / "again.png"))
 
 
 def test_pareto_plot_writes_a_png(tmp_path):

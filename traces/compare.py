@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any
 
-from traces.reader import Trace
+from traces.reader import Trace, load
 from traces.schema import LayerRecord
 
 MORE, LESS, SAME = "more", "less", "same"
@@ -125,8 +126,11 @@ class TraceDiff:
         ]
 
 
-def diff(a: Trace, b: Trace, tolerance_db: float = 0.1) -> TraceDiff:
-    """Compare trace `b` against trace `a` (see the module docstring)."""
+def diff(
+    a: Trace | str | os.PathLike[str], b: Trace | str | os.PathLike[str], tolerance_db: float = 0.1
+) -> TraceDiff:
+    """Compare trace `b` against trace `a` (loaded traces or paths; see the module docstring)."""
+    a, b = (trace if isinstance(trace, Trace) else load(trace) for trace in (a, b))
     b_layers = b.by_name
     a_names = [layer.name for layer in a.layers]
     results_a, results_b = a.metadata.get("results", {}), b.metadata.get("results", {})

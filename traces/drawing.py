@@ -15,7 +15,7 @@ from typing import Any
 
 from formats.errors import RsimError
 from traces.pareto import pareto_front
-from traces.reader import Trace
+from traces.reader import Trace, load
 
 _NAME_WIDTH = 24
 _ISOLATED_COLOUR, _PROPAGATED_COLOUR, _CLIPPED_COLOUR = "#4c72b0", "#dd8452", "#c44e52"
@@ -61,8 +61,13 @@ def _sqnr_bars(axes: Any, positions: list[float], values: list[float | None], **
         style.pop("label", None)
 
 
-def plot(trace: Trace, out_png: str | os.PathLike[str], title: str | None = None) -> Path:
-    """Per-layer SQNR (isolated and propagated) and clipped-share bars of `trace`, as a PNG."""
+def plot(
+    trace: Trace | str | os.PathLike[str], out_png: str | os.PathLike[str], title: str | None = None
+) -> Path:
+    """Per-layer SQNR (isolated and propagated) and clipped-share bars of `trace` (a loaded trace
+    or a path), as a PNG."""
+    if not isinstance(trace, Trace):
+        trace = load(trace)
     layers = trace.layers
     if not layers:
         raise RsimError(f"trace '{trace.path}' has no layers to plot")

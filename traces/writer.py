@@ -45,7 +45,7 @@ def _create_temporary(path: Path) -> Path:
     if path.is_dir():
         raise RsimError(f"trace path '{path}' is a directory; give a file name such as run.h5")
     if not path.parent.is_dir():
-        raise RsimError(f"cannot write trace '{path}': folder '{path.parent}' does not exist")
+        raise RsimError(f"cannot write trace '{path}': '{path.parent}' is not an existing folder")
     temporary = _temporary_sibling(path)
     try:
         with open(temporary, "xb"):
