@@ -75,6 +75,37 @@ def test_records_and_metadata_round_trip_unchanged(tmp_path):
     ) == METADATA.model_copy(update={"results": trace.metadata["results"]})
 
 
+text = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12)
+keys = text.filter(bool)
+figures = st.floats(allow_nan=False)
+records = st.builds(
+    LayerRecord,
+    name=text,
+    op=text,
+    formats=st.dictionaries(keys, text, max_size=3),
+    schedule=st.dictionaries(keys, figures, max_size=3),
+    isolated=st.dictionaries(keys, figures, max_size=3),
+    propagated=st.dictionaries(keys, figures, max_size=3),
+    acc_saturations=st.integers(0, 2**62),
+    psum_saturations=st.integers(0, 2**62),
+    acc_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
+    psum_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
+    float_emulated=st.booleans(),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(records, max_size=4, unique_by=lambda r: r.name))
+def test_any_records_round_trip_unchanged(tmp_path_factory, generated):
+    path = tmp_path_factory.mktemp("roundtrip") / "t.h5"
+    assert traces.load(_write(path, generated)).layers == generated
+
+
+def test_empty_keys_are_refused_before_they_reach_the_file(tmp_path):
+    with pytest.raises(RsimError, match="formats"), TraceWriter(tmp_path / "t.h5") as writer:
+        writer.add_layer({"name": "a", "op": "Conv", "formats": {"": "fx8.4"}})
+
+
 def test_layers_come_back_in_network_order_beyond_ten_layers(tmp_path):
     names = [f"block{i}/conv" for i in (3, 1, 12, 0, 7, 10, 2, 11, 4, 9, 5, 8, 6)]
     trace = traces.load(_write(tmp_path / "t.h5", [_record(n) for n in names]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import importlib.metadata
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pydantic
@@ -59,6 +59,9 @@ def _channel_counts(value: Any) -> Any:
     return value.tolist() if isinstance(value, np.ndarray) else value
 
 
+Key = Annotated[str, pydantic.StringConstraints(min_length=1)]
+
+
 class LayerRecord(pydantic.BaseModel):
     """Everything a trace says about one layer, except its optional tensors.
 
@@ -71,10 +74,10 @@ class LayerRecord(pydantic.BaseModel):
 
     name: str
     op: str
-    formats: dict[str, str] = {}
-    schedule: dict[str, float] = {}
-    isolated: dict[str, float] = {}
-    propagated: dict[str, float] = {}
+    formats: dict[Key, str] = {}
+    schedule: dict[Key, float] = {}
+    isolated: dict[Key, float] = {}
+    propagated: dict[Key, float] = {}
     acc_saturations: int = 0
     psum_saturations: int = 0
     acc_saturations_per_channel: list[int] | None = None
