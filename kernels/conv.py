@@ -235,8 +235,10 @@ def conv_transpose2d(
     up[:, :, ::sh, ::sw] = x
     edges = (dh * (kh - 1) - top, dw * (kw - 1) - left,
              dh * (kh - 1) - bottom + oph, dw * (kw - 1) - right + opw)  # fmt: skip
-    if min(up.shape[2] + edges[0] + edges[2], up.shape[3] + edges[1] + edges[3]) < dh * (kh - 1) + 1:
-        raise RsimError(f"padding: {padding!r} crops away the whole output")
+    out_h = sh * (h - 1) + oph + dh * (kh - 1) + 1 - top - bottom
+    out_w = sw * (wd - 1) + opw + dw * (kw - 1) + 1 - left - right
+    if min(out_h, out_w) < 1:
+        raise RsimError(f"padding: {padding!r} leaves no output ({out_h}x{out_w})")
     crop = tuple(max(-e, 0) for e in edges)
     up = up[:, :, crop[0]:up.shape[2] - crop[2], crop[1]:up.shape[3] - crop[3]]
     pads = tuple(max(e, 0) for e in edges)

@@ -1,0 +1,137 @@
+"""kernels.conv2d / conv_transpose2d: bit-exact against a direct Python-int convolution that
+reduces each output in the documented K order with the plan's registers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from test_kernels_reference import conv2d_reference, conv_transpose2d_reference
+
+import kernels
+from formats.errors import RsimError
+
+
+@st.composite
+def plans(draw, k_max):
+    acc_bits = draw(st.integers(2, 24))
+    k_chunk = draw(st.one_of(st.none(), st.integers(1, k_max)))
+    plan = dict(acc_bits=acc_bits, acc_overflow=draw(st.sampled_from(["saturate", "wrap"])),
+                k_chunk=k_chunk)  # fmt: skip
+    if k_chunk is not None:
+        plan["psum_bits"] = draw(st.integers(2, 26))
+        plan["psum_overflow"] = draw(st.sampled_from(["saturate", "wrap"]))
+    plan["bias_mode"] = draw(st.sampled_from(["preload", "post"]))
+    return plan
+
+
+def _bias(rng, plan, n):
+    bits = plan["acc_bits"]
+    if plan["bias_mode"] == "post" and plan["k_chunk"] is not None:
+        bits = plan["psum_bits"]
+    return rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), n)
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.integers(1, 3))
+    depthwise = draw(st.booleans())
+    cg = 1 if depthwise else draw(st.integers(1, 2))
+    og = 1 if depthwise else draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(dilation[0] * (kh - 1) + 1, 6))
+    w = draw(st.integers(dilation[1] * (kw - 1) + 1, 6))
+    bits = draw(st.integers(2, 9))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), (draw(st.integers(1, 2)), groups * cg, h, w))
+    wt = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), (groups * og, cg, kh, kw))
+    plan = draw(plans(cg * kh * kw))
+    geometry = dict(stride=stride, pads=pads, dilation=dilation, groups=groups,
+                    pad_value=draw(st.integers(-3, 3)), k_order=draw(st.sampled_from(["chw", "hwc"])))  # fmt: skip
+    bias = _bias(rng, plan, groups * og) if draw(st.booleans()) else None
+    return x, wt, geometry, plan, bias
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases())
+def test_conv2d_equals_the_direct_reference_with_groups_depthwise_and_k_order(case):
+    x, w, geo, plan, bias = case
+    out, stats = kernels.conv2d(x, w, stride=geo["stride"], padding=geo["pads"],
+                                dilation=geo["dilation"], groups=geo["groups"],
+                                pad_value=geo["pad_value"], k_order=geo["k_order"], bias=bias,
+                                **plan)  # fmt: skip
+    ref, acc_ev, psum_ev = conv2d_reference(x, w, bias=bias, **geo, **plan)
+    assert np.array_equal(out, ref)
+    assert np.array_equal(stats.acc_events, acc_ev) and np.array_equal(stats.psum_events, psum_ev)
+    assert np.array_equal(stats.acc_saturations_per_channel, acc_ev.sum(axis=(0, 2, 3)))
+
+
+@st.composite
+def transposed_cases(draw):
+    groups = draw(st.integers(1, 2))
+    cg, og = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 2)))
+    dilation = (draw(st.integers(1, 2)), 1)
+    out_pad = (draw(st.integers(0, max(stride[0], dilation[0]) - 1)), 0)
+    pads = (draw(st.integers(0, kh - 1)), draw(st.integers(0, kw - 1)), 0, draw(st.integers(0, kw - 1)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.integers(-40, 40, (1, groups * cg, draw(st.integers(1, 4)), draw(st.integers(1, 4))))
+    out_w = stride[1] * (x.shape[3] - 1) + kw - pads[1] - pads[3]
+    assume(out_w >= 1)
+    w = rng.integers(-40, 40, (groups * cg, og, kh, kw))
+    plan = draw(plans(cg * kh * kw))
+    bias = _bias(rng, plan, groups * og) if draw(st.booleans()) else None
+    geometry = dict(stride=stride, pads=pads, output_padding=out_pad, dilation=dilation, groups=groups)
+    return x, w, geometry, plan, bias
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(transposed_cases())
+def test_conv_transpose2d_equals_the_gather_reference_in_its_documented_order(case):
+    x, w, geo, plan, bias = case
+    out, stats = kernels.conv_transpose2d(x, w, stride=geo["stride"], padding=geo["pads"],
+                                          output_padding=geo["output_padding"],
+                                          dilation=geo["dilation"], groups=geo["groups"],
+                                          bias=bias, **plan)  # fmt: skip
+    ref, acc_ev, psum_ev = conv_transpose2d_reference(x, w, bias=bias, **geo, **plan)
+    assert out.shape == ref.shape and np.array_equal(out, ref)
+    assert np.array_equal(stats.acc_events, acc_ev) and np.array_equal(stats.psum_events, psum_ev)
+
+
+def test_k_order_changes_a_saturating_result_as_the_reference_predicts():
+    rng = np.random.default_rng(2)
+    x = rng.integers(-128, 128, (1, 4, 5, 5))
+    w = rng.integers(-128, 128, (3, 4, 3, 3))
+    chw, _ = kernels.conv2d(x, w, padding=1, acc_bits=14, k_order="chw")
+    hwc, _ = kernels.conv2d(x, w, padding=1, acc_bits=14, k_order="hwc")
+    ref_hwc, _, _ = conv2d_reference(x, w, pads=(1, 1, 1, 1), acc_bits=14, k_order="hwc")
+    assert np.array_equal(hwc, ref_hwc) and not np.array_equal(chw, hwc)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(groups=3), "groups"),
+        (dict(stride=0), "stride"),
+        (dict(padding=(1, 2, 3)), "padding"),
+        (dict(dilation=(1, 0)), "dilation"),
+        (dict(k_order="whc"), "k_order"),
+        (dict(acc_bits=70), "acc_bits"),
+        (dict(x_bits=3), "x"),
+    ],
+)
+def test_bad_conv_arguments_raise_rsim_error_naming_the_argument(kwargs, name):
+    x = np.arange(2 * 4 * 4).reshape(1, 2, 4, 4) % 9 - 4
+    w = np.ones((2, 2, 3, 3), int)
+    with pytest.raises(RsimError, match=rf"^{name}\b"):
+        kernels.conv2d(x, w, **{"acc_bits": 16, **kwargs})
+
+
+def test_conv_weight_channel_mismatch_names_w():
+    with pytest.raises(RsimError, match=r"^w\b"):
+        kernels.conv2d(np.zeros((1, 3, 4, 4), int), np.zeros((2, 2, 3, 3), int), acc_bits=16)
