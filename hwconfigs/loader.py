@@ -79,9 +79,12 @@ def validation_message(error: ValidationError) -> str:
             message = f"unknown key; allowed keys here: {allowed}"
         elif item["type"] == "missing":
             message = "required key is missing"
-        elif message.startswith("Value error, "):
-            message = message[len("Value error, "):]
-        problems.append(f"{path or '<top level>'}: {message}")
+        else:
+            message = message.removeprefix("Value error, ")
+            value = item.get("input")
+            if isinstance(value, (str, int, float)) and repr(value) not in message:
+                message += f" (got {value!r})"
+        problems.append(f"{path}: {message}" if path else message)
     return "; ".join(dict.fromkeys(problems))
 
 

@@ -227,6 +227,47 @@ def test_mnist8_schedules_on_every_shipped_config_with_the_networks_mac_count(na
         assert result.macs == net.macs(batch)
 
 
+@pytest.fixture(scope="module")
+def test_graphs(tmp_path_factory):
+    """The IR engineer's ResNet- and MobileNet-style ONNX graphs, saved and loaded by rsim."""
+    import onnx
+
+    import rsim
+    from tests.onnx_graphs import mobilenet_style, resnet_style
+
+    folder = tmp_path_factory.mktemp("graphs")
+    graphs = {}
+    for name, build in (("resnet", resnet_style), ("mobilenet", mobilenet_style)):
+        path = folder / f"{name}.onnx"
+        onnx.save(build(17), path)
+        graphs[name] = rsim.load(path)
+    return graphs
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_test_graphs_schedule_on_every_shipped_config_with_the_networks_mac_count(name,
+                                                                                  test_graphs):
+    from rsim.schedule.from_network import network_work
+
+    for net in test_graphs.values():
+        result = schedule(network_work(net, batch=2), hwconfigs.load(name), batch=2)
+        assert result.macs == net.macs(2) > 0
+        assert all(0 < layer.utilization <= 1 for layer in result.layers)
+
+
+def test_depthwise_conv_of_the_ir_is_one_gemm_per_channel(test_graphs):
+    from rsim.schedule.from_network import network_work
+
+    net = test_graphs["mobilenet"]
+    depthwise = [layer for layer in net.layers
+                 if layer.op == "conv" and layer.attrs["groups"] > 1]
+    assert depthwise
+    work = {w.name: w for w in network_work(net, batch=1)}
+    for layer in depthwise:
+        w = work[layer.name]
+        assert (w.count, w.k, w.n) == (layer.attrs["groups"], 9, 1)
+
+
 def _cli(*args: str):
     from rsim.cli import cli
 

@@ -58,5 +58,5 @@ def show_command(config: str) -> None:
     else:
         click.echo(f"# reduction: K in chunks of {plan.k_chunk} rows, chunk sums added into the "
                    "partial-sum buffer in fold order")
-    data = accel.model_dump(mode="json")
+    data = accel.model_dump(mode="json", exclude_none=True)
     click.echo(yaml.safe_dump(data, sort_keys=False, width=100), nl=False)
