@@ -33,21 +33,23 @@ def _run(*args: str):
 
 
 def test_show_prints_metadata_and_one_row_per_layer(tmp_path):
-    path = _trace(tmp_path / "a.h5", {"conv1/Conv": 31.25, "relu": math.inf, "softmax": 12.0}, 0.99)
+    path = _trace(tmp_path / "a.h5", {"conv1/Conv": 31.25, "relu": math.inf, "softmax": 12.0,
+                                      "[bold]odd[/] name": 1.0}, 0.99)
     result = _run("show", str(path))
     assert result.exit_code == 0, result.output
     for text in ("mnist-8.onnx", "array: … (2 lines)", "result: agreement", "0.9900",
-                 "conv1/Conv", "31.25", "32.25", "∞", "Conv (float)", "5,000", "50.00", "2.00"):
+                 "conv1/Conv", "31.25", "32.25", "∞", "Conv (float)", "5,000", "50.00", "2.00",
+                 "[bold]odd[/] name"):
         assert text in result.output
 
 
 def test_diff_names_the_layers_that_drift_more_and_less(tmp_path):
-    a = _trace(tmp_path / "a.h5", {"conv1": 40.0, "conv2": 30.0, "fc": 20.0}, 0.99)
-    b = _trace(tmp_path / "b.h5", {"conv1": 34.0, "conv2": 30.0, "fc": 25.0}, 0.95)
+    a = _trace(tmp_path / "a.h5", {"conv1": 40.0, "conv2": 30.0, "fc[red]": 20.0}, 0.99)
+    b = _trace(tmp_path / "b.h5", {"conv1": 34.0, "conv2": 30.0, "fc[red]": 25.0}, 0.95)
     result = _run("diff", str(a), str(b))
     assert result.exit_code == 0, result.output
     assert "B drifts more at 1 layer(s); most at 'conv1' (-6.00 dB)" in result.output
-    assert "B drifts less at 1 layer(s); most at 'fc' (+5.00 dB)" in result.output
+    assert "B drifts less at 1 layer(s); most at 'fc[red]' (+5.00 dB)" in result.output
     assert "agreement: 0.9900 → 0.9500 (-0.0400)" in result.output
     quiet = _run("diff", str(a), str(a))
     assert "no layer's SQNR changed by more than 0.1 dB" in quiet.output

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 import traces
 
@@ -53,13 +55,13 @@ def show_command(file: Path) -> None:
     """Print the run metadata and the per-layer drift table of trace FILE."""
     trace = traces.load(file)
     console = Console()
-    about = Table(title=f"trace {file}", show_header=False)
+    about = Table(title=Text(f"trace {file}"), show_header=False)
     about.add_column("key", style="bold")
     about.add_column("value")
     for key, value in trace.metadata.items():
         if key == "results":
             continue
-        about.add_row(key, _text_summary(value) if isinstance(value, str) else str(value))
+        about.add_row(key, Text(_text_summary(value) if isinstance(value, str) else str(value)))
     for key, value in trace.metadata["results"].items():
         about.add_row(f"result: {key}", _number(value, 4))
     console.print(about)
@@ -73,9 +75,9 @@ def show_command(file: Path) -> None:
     for index, row in enumerate(trace.rows()):
         layers.add_row(
             str(index),
-            row["layer"],
-            row["op"] + (" (float)" if row["float_emulated"] else ""),
-            "\n".join(f"{role}={spec}" for role, spec in row["formats"].items()) or "–",
+            Text(row["layer"]),
+            Text(row["op"] + (" (float)" if row["float_emulated"] else "")),
+            Text("\n".join(f"{role}={spec}" for role, spec in row["formats"].items()) or "–"),
             _number(row["sqnr_isolated_db"]),
             _number(row["sqnr_propagated_db"]),
             _number(row["max_abs_error"], 4),
@@ -88,7 +90,7 @@ def show_command(file: Path) -> None:
     console.print(layers)
 
 
-_DRIFT_STYLE = {"more": "red", "less": "green", "same": ""}
+_DRIFT_STYLE = {"more": "red", "less": "green", "same": ""}  # how B compares with A
 
 
 @trace_group.command("diff")
@@ -100,7 +102,7 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
     """Compare trace B against trace A: which layers drift more or less, and by how much."""
     comparison = traces.diff(traces.load(a), traces.load(b), tolerance_db=tolerance)
     console = Console()
-    table = Table(title=f"B = {b}  vs  A = {a}")
+    table = Table(title=Text(f"B = {b}  vs  A = {a}"))
     for column in ("layer", "op"):
         table.add_column(column, overflow="fold")
     for column in ("SQNR prop A", "SQNR prop B", "Δ prop dB", "Δ isolated dB", "clipped % A→B",
@@ -109,8 +111,8 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
     table.add_column("B drifts")
     for layer in comparison.layers:
         table.add_row(
-            layer.name,
-            layer.op,
+            Text(layer.name),
+            Text(layer.op),
             _number(layer.sqnr_propagated_db.a),
             _number(layer.sqnr_propagated_db.b),
             _signed(layer.sqnr_propagated_db.delta),
@@ -118,21 +120,21 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
             f"{_percent(layer.clipped_share.a)} → {_percent(layer.clipped_share.b)}",
             f"{_count(layer.acc_saturations.a)} → {_count(layer.acc_saturations.b)}",
             f"{_count(layer.psum_saturations.a)} → {_count(layer.psum_saturations.b)}",
-            f"[{_DRIFT_STYLE[layer.drift]}]{layer.drift}[/]" if layer.drift != "same" else "same",
+            Text(layer.drift, style=_DRIFT_STYLE[layer.drift]),
         )
     console.print(table)
     for verdict, layers in (("more", comparison.more_drift), ("less", comparison.less_drift)):
         if layers:
             worst = layers[0]
             console.print(
-                f"B drifts {verdict} at {len(layers)} layer(s); most at '{worst.name}' "
+                f"B drifts {verdict} at {len(layers)} layer(s); most at '{escape(worst.name)}' "
                 f"({_signed(worst.sqnr_delta_db)} dB)"
             )
     if not comparison.more_drift and not comparison.less_drift:
         console.print(f"no layer's SQNR changed by more than {tolerance} dB")
     for side, names in (("A", comparison.only_in_a), ("B", comparison.only_in_b)):
         if names:
-            console.print(f"only in {side}: {', '.join(names)}")
+            console.print(Text(f"only in {side}: {', '.join(names)}"))
     for key, change in comparison.results.items():
         console.print(
             f"{key}: {_number(change.a, 4)} → {_number(change.b, 4)} ({_signed(change.delta, 4)})"
