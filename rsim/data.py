@@ -142,7 +142,8 @@ class Dataset:
         stop = self._count if limit is None else min(limit, self._count)
         start = 0
         for raw in self._read_batches(stop, batch_size):
-            x = np.array(raw, dtype=self.dtype or raw.dtype).reshape(len(raw), *self.sample_shape)
+            dtype = raw.dtype if self.dtype is None else self.dtype
+            x = np.array(raw, dtype=dtype).reshape(len(raw), *self.sample_shape)
             y = None if self.labels is None else self.labels[start : start + len(raw)]
             start += len(raw)
             yield x, y
