@@ -55,7 +55,7 @@ def info_command(model: Path | None, input_shape: tuple[str, ...], batch: int | 
     table = Table(title=f"{path.name}  (batch {batch})", title_justify="left")
     for column, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("input", "left"),
                             ("output", "left"), ("params", "right"), ("MACs", "right")):
-        table.add_column(column, justify=justify)
+        table.add_column(column, justify=justify, overflow="fold")  # wrap long names, never cut
     for index, layer in enumerate(net.layers):
         table.add_row(str(index), layer.name, layer.op,
                       ", ".join(_dims(shapes[t]) for t in layer.inputs),
