@@ -23,10 +23,10 @@ data raises RsimError naming the file and what was expected.
 
 from __future__ import annotations
 
-import math
 import gzip
 import io
 import itertools
+import math
 import os
 import tokenize
 import zipfile
@@ -123,7 +123,10 @@ class Dataset:
 
     def __repr__(self) -> str:
         labelled = "with labels" if self.labels is not None else "no labels"
-        return f"{type(self).__name__}('{self.source}', {self._count} × {self.sample_shape}, {labelled})"
+        return (
+            f"{type(self).__name__}('{self.source}', {self._count} × {self.sample_shape}, "
+            f"{labelled})"
+        )
 
     def _read_batches(self, stop: int, batch_size: int) -> Iterator[np.ndarray]:
         raise NotImplementedError
@@ -137,7 +140,9 @@ class Dataset:
         """
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise RsimError(f"batch size must be a positive integer, got {batch_size!r}")
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
             raise RsimError(f"sample limit must be a non-negative integer, got {limit!r}")
         stop = self._count if limit is None else min(limit, self._count)
         start = 0
@@ -153,7 +158,8 @@ class Dataset:
         batch axis); None, symbolic names and non-positive sizes match any size."""
         expected = tuple(expected)
         fits = len(expected) == len(self.sample_shape) and all(
-            _is_wildcard(want) or want == have for want, have in zip(expected, self.sample_shape)
+            _is_wildcard(want) or want == have
+            for want, have in zip(expected, self.sample_shape, strict=True)
         )
         if fits:
             return
@@ -298,7 +304,9 @@ class NpzDataset(Dataset):
         except RsimError:
             raise
         except _ZIP_ERRORS as error:
-            raise RsimError(f"data file '{path}' is not a readable .npz archive ({error})") from None
+            raise RsimError(
+                f"data file '{path}' is not a readable .npz archive ({error})"
+            ) from None
         if len(shape) < 1:
             raise RsimError(f"data file '{path}': array '{x_name}' has no sample axis")
         super().__init__(str(path), shape[0], shape[1:], labels, sample_shape, dtype)
@@ -306,7 +314,8 @@ class NpzDataset(Dataset):
     def _header(self, archive: zipfile.ZipFile, names: list[str], name: str) -> tuple[Any, Any]:
         if name not in names:
             raise RsimError(
-                f"data file '{self.path}' has no array '{name}'; arrays: {', '.join(names) or '(none)'}"
+                f"data file '{self.path}' has no array '{name}'; arrays: "
+                f"{', '.join(names) or '(none)'}"
             )
         with archive.open(name + ".npy") as member:
             shape, fortran_order, dtype = self._read_header(member)
@@ -327,7 +336,10 @@ class NpzDataset(Dataset):
     def _read_batches(self, stop: int, batch_size: int) -> Iterator[np.ndarray]:
         sample_bytes = math.prod(self._stored_shape) * self._stored_dtype.itemsize
         try:
-            with zipfile.ZipFile(self.path) as archive, archive.open(self.x_name + ".npy") as member:
+            with (
+                zipfile.ZipFile(self.path) as archive,
+                archive.open(self.x_name + ".npy") as member,
+            ):
                 self._read_header(member)
                 for start in range(0, stop, batch_size):
                     count = min(batch_size, stop - start)
@@ -422,9 +434,12 @@ class CsvDataset(Dataset):
                     yield rows
         except (OSError, EOFError, UnicodeDecodeError, zlib.error, ValueError) as error:
             raise RsimError(
-                f"data file '{self.path}': unreadable rows in samples {start}..{start + batch_size - 1}"
-                f" ({error})"
+                f"data file '{self.path}': unreadable rows in samples "
+                f"{start}..{start + batch_size - 1} ({error})"
             ) from None
+
+
+_Size = pydantic.PositiveInt | tuple[pydantic.PositiveInt, pydantic.PositiveInt]
 
 
 class ImagePreprocess(pydantic.BaseModel):
@@ -440,8 +455,8 @@ class ImagePreprocess(pydantic.BaseModel):
 
     model_config = pydantic.ConfigDict(extra="forbid", frozen=True)
 
-    resize: pydantic.PositiveInt | tuple[pydantic.PositiveInt, pydantic.PositiveInt] | None = None
-    center_crop: pydantic.PositiveInt | tuple[pydantic.PositiveInt, pydantic.PositiveInt] | None = None
+    resize: _Size | None = None
+    center_crop: _Size | None = None
     grayscale: bool = False
     channel_order: Literal["RGB", "BGR"] = "RGB"
     mean: float | tuple[float, ...] = 0.0

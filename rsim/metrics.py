@@ -229,7 +229,8 @@ def label_ranks(logits: Any, labels: Any) -> np.ndarray:
     classes = scores.shape[1]
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
         raise RsimError(
-            f"labels: class indices must lie in 0..{classes - 1}, got {labels.min()}..{labels.max()}"
+            f"labels: class indices must lie in 0..{classes - 1}, "
+            f"got {labels.min()}..{labels.max()}"
         )
     labelled = np.take_along_axis(scores, labels.astype(np.intp)[:, None], axis=1)
     ranks = np.count_nonzero(scores > labelled, axis=1)

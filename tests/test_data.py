@@ -65,7 +65,8 @@ def test_batches_concatenate_to_the_stored_samples_and_labels(tmp_path, kind, ba
     assert (len(dataset), dataset.sample_shape) == (13, (2, 3))
     batches = list(dataset.iter_batches(batch_size, limit))
     stop = 13 if limit is None else limit
-    assert [len(x) for x, _ in batches] == [min(batch_size, stop - s) for s in range(0, stop, batch_size)]
+    expected_sizes = [min(batch_size, stop - s) for s in range(0, stop, batch_size)]
+    assert [len(x) for x, _ in batches] == expected_sizes
     if stop:
         xs = np.concatenate([x for x, _ in batches])
         ys = np.concatenate([y for _, y in batches])
@@ -93,14 +94,16 @@ def test_sample_shape_reshapes_flat_samples_and_refuses_another_size(tmp_path):
     dataset = open_dataset(path, sample_shape=(1, 28, 28))
     dataset.check_input_shape((1, 28, 28))
     assert next(dataset.iter_batches(2))[0].shape == (2, 1, 28, 28)
-    with pytest.raises(RsimError, match=r"cannot reshape samples of shape \(784,\) to \(1, 28, 29\)"):
+    with pytest.raises(RsimError, match=r"cannot reshape .* \(784,\) to \(1, 28, 29\)"):
         open_dataset(path, sample_shape=(1, 28, 29))
 
 
 @pytest.mark.parametrize("source", ["npz", "hdf5"])
 def test_array_names_can_be_chosen_and_a_missing_name_lists_what_exists(tmp_path, source):
-    write = {"npz": lambda **a: _npz(tmp_path / "d.npz", **a), "hdf5": lambda **a: _h5(tmp_path / "d.h5", **a)}
-    path = write[source](images=X, classes=Y)
+    if source == "npz":
+        path = _npz(tmp_path / "d.npz", images=X, classes=Y)
+    else:
+        path = _h5(tmp_path / "d.h5", images=X, classes=Y)
     assert open_dataset(path, x_name="images").labels is None
     _, xs, ys = _collect(open_dataset(path, x_name="images", y_name="classes"), 4)
     np.testing.assert_array_equal(ys, Y)
@@ -194,9 +197,12 @@ def test_batch_size_and_limit_are_validated(batch_size, limit):
 def test_memory_stays_at_one_batch_while_streaming_a_large_file(tmp_path, kind):
     """24 MB of samples read in 1 MB batches must not allocate more than a few batches."""
     big = np.ones((6000, 1000), dtype=np.float32)
-    path = {"npy": lambda: _npy(tmp_path / "big.npy", big),
-            "npz": lambda: _npz(tmp_path / "big.npz", compressed=False, x=big),
-            "hdf5": lambda: _h5(tmp_path / "big.h5", x=big)}[kind]()
+    if kind == "npy":
+        path = _npy(tmp_path / "big.npy", big)
+    elif kind == "npz":
+        path = _npz(tmp_path / "big.npz", compressed=False, x=big)
+    else:
+        path = _h5(tmp_path / "big.h5", x=big)
     del big
     dataset = open_dataset(path)
     tracemalloc.start()

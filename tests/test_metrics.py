@@ -67,10 +67,14 @@ def _exact_reference(reference, simulated):
     ref_sq, err_sq = sum(a * a for a in r), sum(d * d for d in e)
     dot, sim_sq = sum(a * b for a, b in zip(r, s)), sum(b * b for b in s)
     return {
-        "sqnr_db": (10 * math.log10(ref_sq / err_sq) if ref_sq else -math.inf) if err_sq else math.inf,
+        "sqnr_db": (
+            (10 * math.log10(ref_sq / err_sq) if ref_sq else -math.inf) if err_sq else math.inf
+        ),
         "rel_l2": math.sqrt(err_sq / ref_sq) if ref_sq else (0.0 if not err_sq else math.inf),
         "cosine": (
-            math.copysign(math.sqrt(dot * dot / (ref_sq * sim_sq)), dot) if ref_sq and sim_sq else None
+            math.copysign(math.sqrt(dot * dot / (ref_sq * sim_sq)), dot)
+            if ref_sq and sim_sq
+            else None
         ),
         "mean_abs_error": float(sum(abs(d) for d in e) / len(e)),
         "max_abs_error": float(max(abs(d) for d in e)),
@@ -222,7 +226,8 @@ def test_top_k_without_ties_equals_membership_in_the_k_largest():
     top5 = np.argsort(-logits, axis=1)[:, :5]
     assert accumulator.accuracy(5) == np.mean([label in row for label, row in zip(labels, top5)])
     assert accumulator.accuracy(1) == np.mean(logits.argmax(axis=1) == labels)
-    assert accumulator.as_dict() == {"top1": accumulator.accuracy(1), "top5": accumulator.accuracy(5)}
+    assert accumulator.as_dict() == {
+        "top1": accumulator.accuracy(1), "top5": accumulator.accuracy(5)}
 
 
 def test_a_nan_score_for_the_label_is_a_miss():
@@ -243,9 +248,10 @@ def test_agreement_streams_over_batches_and_compares_first_argmax():
     assert agreement.agreement is None
     for lo in range(0, 50, 16):
         agreement.update(a[lo : lo + 16], b[lo : lo + 16])
-    first_max = [row.index(max(row)) for row in a.tolist()], [row.index(max(row)) for row in b.tolist()]
+    first_a = [row.index(max(row)) for row in a.tolist()]
+    first_b = [row.index(max(row)) for row in b.tolist()]
     assert agreement.count == 50
-    assert agreement.agreement == sum(x == y for x, y in zip(*first_max)) / 50
+    assert agreement.agreement == sum(x == y for x, y in zip(first_a, first_b, strict=True)) / 50
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,8 @@ def test_tensors_appended_batch_by_batch_read_back_as_their_concatenation(tmp_pa
 
 
 def test_a_batch_of_another_sample_shape_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="earlier batches"), TraceWriter(tmp_path / "t.h5") as writer:
+    path = tmp_path / "t.h5"
+    with pytest.raises(ValueError, match="earlier batches"), TraceWriter(path) as writer:
         writer.append_tensors("a", reference=np.zeros((2, 3)))
         writer.append_tensors("a", reference=np.zeros((2, 4)))
     assert list(tmp_path.iterdir()) == []
@@ -222,7 +223,8 @@ def test_invalid_metadata_and_records_are_rejected_by_key(tmp_path):
     with pytest.raises(RsimError, match="colour"):
         TraceWriter(tmp_path / "t.h5", {"colour": "red"})
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(RsimError, match="acc_saturations"), TraceWriter(tmp_path / "t.h5") as writer:
+    path = tmp_path / "t.h5"
+    with pytest.raises(RsimError, match="acc_saturations"), TraceWriter(path) as writer:
         writer.add_layer({"name": "a", "op": "Conv", "acc_saturations": "many"})
     assert list(tmp_path.iterdir()) == []
 
@@ -278,7 +280,9 @@ def test_every_name_the_writer_stores_is_documented_in_the_schema(tmp_path):
     with TraceWriter(path, METADATA) as writer:
         writer.append_tensors("a", reference=np.zeros((1, 2)), codes=np.zeros((1, 2), np.int8),
                               decoded=np.zeros((1, 2)))
-        writer.add_layer(_record("a", acc_saturations_per_channel=[1], psum_saturations_per_channel=[2]))
+        writer.add_layer(
+            _record("a", acc_saturations_per_channel=[1], psum_saturations_per_channel=[2])
+        )
         writer.set_results({"agreement": 1.0})
     names: set[str] = set()
     with h5py.File(path) as file:
@@ -318,7 +322,8 @@ def test_diff_says_which_layers_drift_more_or_less_and_by_how_much(tmp_path):
 
 
 def test_diff_treats_equal_infinite_sqnr_as_unchanged_and_losing_exactness_as_more_drift(tmp_path):
-    a = _trace_with(tmp_path, "a.h5", [_record("exact", sqnr=math.inf), _record("r", sqnr=math.inf)])
+    a = _trace_with(tmp_path, "a.h5",
+                    [_record("exact", sqnr=math.inf), _record("r", sqnr=math.inf)])
     b = _trace_with(tmp_path, "b.h5", [_record("exact", sqnr=math.inf), _record("r", sqnr=50.0)])
     exact, lost = traces.diff(a, b).layers
     assert (exact.drift, exact.sqnr_delta_db) == ("same", 0.0)

@@ -21,7 +21,8 @@ def _trace(path: Path, sqnr_by_layer: dict[str, float], agreement: float) -> Pat
             writer.add_layer(LayerRecord(
                 name=name, op="Conv", formats={"weights": "fx8.6"},
                 schedule={"cycles": 5000.0, "utilization": 0.5},
-                isolated={"sqnr_db": sqnr + 1.0}, propagated={"sqnr_db": sqnr, "clipped_share": 0.02},
+                isolated={"sqnr_db": sqnr + 1.0},
+                propagated={"sqnr_db": sqnr, "clipped_share": 0.02},
                 acc_saturations=3, float_emulated=name == "softmax",
             ))
         writer.set_results({"agreement": agreement})

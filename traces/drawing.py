@@ -49,7 +49,7 @@ def _sqnr_bars(axes: Any, positions: list[float], values: list[float | None], **
     and marked ∞, a missing value draws nothing."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     top = max([*finite, 0.0]) * 1.15 + 5.0
-    for x, value in zip(positions, values):
+    for x, value in zip(positions, values, strict=True):
         if value is None:
             continue
         if math.isfinite(value):
@@ -96,7 +96,7 @@ def plot(
     sqnr_axes.grid(axis="y", alpha=0.3)
     sqnr_axes.set_title(title or f"Per-layer drift: {trace.path.name}")
 
-    shares = [(i, r.propagated.get("clipped_share")) for i, r in zip(x, layers)]
+    shares = [(i, r.propagated.get("clipped_share")) for i, r in enumerate(layers)]
     clipped = [(i, 100.0 * share) for i, share in shares if share is not None]
     bars = clip_axes.bar([i for i, _ in clipped], [c for _, c in clipped], width=0.6,
                          color=_CLIPPED_COLOUR)

@@ -124,7 +124,8 @@ def load(path: str | os.PathLike[str]) -> Trace:
         version = _plain(file.attrs.get("schema_version"))
         if not isinstance(version, int) or not 1 <= version <= SCHEMA_VERSION:
             raise RsimError(
-                f"trace '{path}' has schema version {version!r}; this rsim reads 1..{SCHEMA_VERSION}"
+                f"trace '{path}' has schema version {version!r}; "
+                f"this rsim reads 1..{SCHEMA_VERSION}"
             )
         if "layers" not in file:
             raise RsimError(f"trace '{path}' is corrupt: it has no 'layers' group")
@@ -134,7 +135,9 @@ def load(path: str | os.PathLike[str]) -> Trace:
         for group_name, group in file["layers"].items():
             index = _plain(group.attrs.get("index"))
             if not isinstance(index, int):
-                raise RsimError(f"trace '{path}' is corrupt: layer group '{group_name}' has no index")
+                raise RsimError(
+                    f"trace '{path}' is corrupt: layer group '{group_name}' has no index"
+                )
             record = _read_layer(group, f"trace '{path}' layer group '{group_name}'")
             indexed.append((index, group_name, record))
     indexed.sort(key=lambda item: item[0])

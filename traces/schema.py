@@ -36,7 +36,7 @@ def _installed_rsim_version() -> str:
 
 
 def _now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 class RunMetadata(pydantic.BaseModel):

@@ -66,7 +66,9 @@ def show_command(file: Path) -> None:
         about.add_row(f"result: {key}", _number(value, 4))
     console.print(about)
 
-    layers = Table(title="per layer (iso = layer fed the float input, prop = fed the simulated one)")
+    layers = Table(
+        title="per layer (iso = layer fed the float input, prop = fed the simulated one)"
+    )
     for column in ("#", "layer", "op", "formats"):
         layers.add_column(column, overflow="fold")
     for column in ("SQNR iso dB", "SQNR prop dB", "max |err|", "clipped %", "acc sat",
