@@ -25,7 +25,7 @@ def _trace(path: Path, sqnr_by_layer: dict[str, float], agreement: float) -> Pat
                 propagated={"sqnr_db": sqnr, "clipped_share": 0.02},
                 acc_saturations=3, float_emulated=name == "softmax",
             ))
-        writer.set_results({"agreement": agreement})
+        writer.set_results({"agreement": agreement, "cycles": 1234567.0})
     return path
 
 
@@ -40,7 +40,7 @@ def test_show_prints_metadata_and_one_row_per_layer(tmp_path):
     assert result.exit_code == 0, result.output
     for text in ("mnist-8.onnx", "array: … (2 lines)", "result: agreement", "0.9900",
                  "conv1/Conv", "31.25", "32.25", "∞", "Conv (float)", "5,000", "50.00", "2.00",
-                 "[bold]odd[/] name"):
+                 "[bold]odd[/] name", "1,234,567"):
         assert text in result.output
 
 

@@ -22,6 +22,13 @@ def _number(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def _result(value: float | None) -> str:
+    """An end-to-end figure: whole numbers (samples, cycles) with separators, shares to 4 places."""
+    if value is not None and math.isfinite(value) and value == int(value) and abs(value) >= 1:
+        return f"{int(value):,}"
+    return _number(value, 4)
+
+
 def _percent(share: float | None) -> str:
     return "–" if share is None else f"{100.0 * share:.2f}"
 
@@ -63,7 +70,7 @@ def show_command(file: Path) -> None:
             continue
         about.add_row(key, Text(_text_summary(value) if isinstance(value, str) else str(value)))
     for key, value in trace.metadata["results"].items():
-        about.add_row(f"result: {key}", _number(value, 4))
+        about.add_row(f"result: {key}", _result(value))
     console.print(about)
 
     layers = Table(
@@ -139,7 +146,7 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
             console.print(Text(f"only in {side}: {', '.join(names)}"))
     for key, change in comparison.results.items():
         console.print(
-            f"{key}: {_number(change.a, 4)} → {_number(change.b, 4)} ({_signed(change.delta, 4)})"
+            f"{key}: {_result(change.a)} → {_result(change.b)} ({_signed(change.delta, 4)})"
         )
 
 
