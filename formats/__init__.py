@@ -8,6 +8,7 @@ from formats.base import Field, Format
 from formats.errors import RsimError
 from formats.field import FormatField
 from formats.fixed import FixedPoint
+from formats.minifloat import Minifloat, RistrettoMinifloat
 from formats.modes import Overflow, Rounding, as_overflow, as_rounding
 from formats.spec import parse
 
@@ -15,8 +16,10 @@ __all__ = [
     "Field",
     "FixedPoint",
     "Format",
+    "Minifloat",
     "FormatField",
     "Overflow",
+    "RistrettoMinifloat",
     "Rounding",
     "RsimError",
     "as_overflow",

@@ -71,7 +71,7 @@ class Format(ABC):
 
     @abstractmethod
     def _decode(self, codes: np.ndarray) -> np.ndarray:
-        """float64 values of int64 codes (flat), validated to lie in [0, 2^bits) or the signed range."""
+        """float64 values of int64 codes (flat, already checked against `code_range`)."""
 
     @abstractmethod
     def __str__(self) -> str:

@@ -25,7 +25,7 @@ FL_LIMIT = 512
 
 @dataclass(frozen=True)
 class FixedPoint(Format):
-    """Signed (two's complement) or unsigned fixed point with `bits` bits and fractional length `fl`."""
+    """Signed (two's complement) or unsigned fixed point: `bits` bits, fractional length `fl`."""
 
     bits: int
     fl: int
@@ -129,8 +129,8 @@ def _build(signed: bool):
     def build(args: Args) -> FixedPoint:
         bits, fl = args.expect_positional(("W", "F"))
         args.done(())
-        return FixedPoint(args.integer(bits, "W (total bits)"), args.integer(fl, "F (fractional length)"),
-                          signed)
+        return FixedPoint(args.integer(bits, "W (total bits)"),
+                          args.integer(fl, "F (fractional length)"), signed)
     return build
 
 

@@ -14,12 +14,35 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from formats.rounding_nb import STOCHASTIC, WRAP, round_to_integer
+from formats.rounding_nb import STOCHASTIC, WRAP, by_rounding, round_to_integer
 
 _TINY = 5e-324  # stands in for a product x * 2^fl that underflowed: keeps sign and "not zero"
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _rounded_code(x: float, scale: float, wrap_period: float, overflow: int, rounding: int,
+                  u: float) -> float:
+    """round(x * 2^fl) as an integer-valued float64, before overflow handling (exact)."""
+    if overflow == WRAP:
+        x = np.fmod(x, wrap_period)  # exact, keeps the sign: the code modulo 2^bits is unchanged
+    y = x * scale  # exact unless it underflows, where only sign and non-zeroness matter
+    if y == 0.0 and x != 0.0:
+        y = math.copysign(_TINY, x)
+    return round_to_integer(y, rounding, u)
+
+
+@njit(cache=True, inline="always")
+def _wrapped(r: float, lo: float, hi: float, modulus: float) -> float:
+    """The integer r reduced modulo 2^bits into [lo, hi) (exact)."""
+    m = np.fmod(r, modulus)
+    if m >= hi:
+        m -= modulus
+    elif m < lo:
+        m += modulus
+    return m
+
+
+@njit(cache=True, inline="always")
 def fixed_code(
     x: float,
     scale: float,
@@ -42,19 +65,9 @@ def fixed_code(
     overflow = `Overflow.code`; rounding = `Rounding.code`; u = uniform [0, 1) draw, used only by
     stochastic rounding. NaN gives min_code (callers reject NaN before).
     """
+    r = _rounded_code(x, scale, wrap_period, overflow, rounding, u)
     if overflow == WRAP:
-        x = np.fmod(x, wrap_period)  # exact, keeps the sign: the code modulo 2^bits is unchanged
-    y = x * scale  # exact unless it underflows, where only sign and non-zeroness matter
-    if y == 0.0 and x != 0.0:
-        y = math.copysign(_TINY, x)
-    r = round_to_integer(y, rounding, u)
-    if overflow == WRAP:
-        m = np.fmod(r, modulus)
-        if m >= hi:
-            m -= modulus
-        elif m < lo:
-            m += modulus
-        return np.int64(m)
+        return np.int64(_wrapped(r, lo, hi, modulus))
     if r >= hi:
         return max_code
     if not r >= lo:  # also catches NaN
@@ -63,34 +76,47 @@ def fixed_code(
     return min_code if c < min_code else c
 
 
-@njit(cache=True, parallel=True)
-def fixed_codes_array(x, params, rounding, u, codes):
-    """codes[i] = fixed_code(x[i], ...) over flat arrays; returns the number of NaN inputs."""
+@njit(cache=True, inline="always")
+def _codes_loop(rounding, x, u, codes, params):
     scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow = params
-    stochastic = rounding == STOCHASTIC
     nan_count = 0
     for i in prange(x.size):
         xi = np.float64(x[i])
-        if xi != xi:
-            nan_count += 1
-        ui = u[i] if stochastic else 0.0
+        nan_count += np.int64(xi != xi)
+        ui = u[i] if rounding == STOCHASTIC else 0.0
         codes[i] = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
                               overflow, rounding, ui)
     return nan_count
 
 
-@njit(cache=True, parallel=True)
-def fixed_values_array(x, params, rounding, u, step, out):
-    """out[i] = fixed_code(x[i], ...) * step over flat arrays; returns the number of NaN inputs."""
-    scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow = params
-    stochastic = rounding == STOCHASTIC
+@njit(cache=True, inline="always")
+def _values_loop(rounding, x, u, out, params):
+    scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow, step = params
+    low = np.float64(min_code)  # exact up to 53 bits; wider codes round like their values do
+    high = np.float64(max_code)
     nan_count = 0
     for i in prange(x.size):
         xi = np.float64(x[i])
-        if xi != xi:
-            nan_count += 1
-        ui = u[i] if stochastic else 0.0
-        c = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
-                       overflow, rounding, ui)
-        out[i] = c * step
+        nan_count += np.int64(xi != xi)
+        ui = u[i] if rounding == STOCHASTIC else 0.0
+        r = _rounded_code(xi, scale, wrap_period, overflow, rounding, ui)
+        if overflow == WRAP:
+            r = _wrapped(r, lo, hi, modulus)
+        else:
+            r = min(max(r, low), high)
+        out[i] = r * step + 0.0  # fixed point has no -0
     return nan_count
+
+
+@njit(cache=True, parallel=True)
+def fixed_codes_array(x, params, rounding, u, codes):
+    """codes[i] = fixed_code(x[i], *params, rounding, u[i]) over flat arrays; returns the number
+    of NaN inputs."""
+    return by_rounding(_codes_loop, rounding, x, u, codes, params)
+
+
+@njit(cache=True, parallel=True)
+def fixed_values_array(x, params, rounding, u, step, out):
+    """out[i] = fixed_code(x[i], *params, rounding, u[i]) * step over flat arrays; returns the
+    number of NaN inputs."""
+    return by_rounding(_values_loop, rounding, x, u, out, params + (step,))

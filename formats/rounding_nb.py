@@ -8,7 +8,9 @@ every tie and every stochastic draw. Mode numbers are `formats.modes.Rounding.co
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from formats.modes import Overflow, Rounding
 
@@ -24,7 +26,7 @@ WRAP = Overflow.WRAP.code
 SATURATE_SYMMETRIC = Overflow.SATURATE_SYMMETRIC.code
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def two_sum(a: float, b: float) -> tuple[float, float]:
     """(s, e) with s = fl(a + b) and s + e = a + b exactly (Knuth's TwoSum)."""
     s = a + b
@@ -33,7 +35,7 @@ def two_sum(a: float, b: float) -> tuple[float, float]:
     return s, e
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def floor_of_sum(y: float, u: float) -> float:
     """floor(y + u) of the exact sum, even where the float sum y + u rounds across an integer."""
     s, e = two_sum(y, u)
@@ -43,7 +45,7 @@ def floor_of_sum(y: float, u: float) -> float:
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def round_to_integer(y: float, rounding: int, u: float) -> float:
     """y rounded to an integer-valued float64 with rounding mode `rounding` (exact for any y).
 
@@ -69,3 +71,60 @@ def round_to_integer(y: float, rounding: int, u: float) -> float:
     if f == -0.5:
         return t - 1.0 if rounding == NEAREST_AWAY else t
     return t
+
+
+@intrinsic
+def _float64_bits(typingctx, x):
+    """The IEEE-754 bit pattern of a float64 as an int64 (a register move, no memory)."""
+    if not isinstance(x, types.Float) or x.bitwidth != 64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _bits_float64(typingctx, b):
+    """The float64 whose IEEE-754 bit pattern is the int64 b."""
+    if not isinstance(b, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.int64), codegen
+
+
+@njit(cache=True, inline="always")
+def exponent_of(a: float) -> int:
+    """floor(log2(a)) for a normal positive float64 a (-1023 for zeros and subnormals)."""
+    return ((_float64_bits(a) >> 52) & 0x7FF) - 1023
+
+
+@njit(cache=True, inline="always")
+def pow2(k: int) -> float:
+    """2.0**k for -1022 <= k <= 1023, built from its bit pattern."""
+    return _bits_float64(np.int64(k + 1023) << 52)
+
+
+@njit(cache=True, inline="always")
+def by_rounding(loop, rounding: int, x, u, out, params: tuple):
+    """loop(rounding, x, u, out, params) with `rounding` as a compile-time constant.
+
+    Array kernels route through this so that Numba compiles one loop per rounding mode, with the
+    mode's branch folded away (about 3x faster than testing the mode per element). Arrays are
+    separate arguments: Numba's parallel loops lose writes to arrays passed inside a tuple.
+    """
+    if rounding == NEAREST_EVEN:
+        return loop(NEAREST_EVEN, x, u, out, params)
+    if rounding == NEAREST_AWAY:
+        return loop(NEAREST_AWAY, x, u, out, params)
+    if rounding == NEAREST_UP:
+        return loop(NEAREST_UP, x, u, out, params)
+    if rounding == FLOOR:
+        return loop(FLOOR, x, u, out, params)
+    if rounding == TOWARD_ZERO:
+        return loop(TOWARD_ZERO, x, u, out, params)
+    return loop(STOCHASTIC, x, u, out, params)
