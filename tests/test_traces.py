@@ -275,6 +275,29 @@ def test_a_layer_group_missing_its_fields_is_reported_as_corrupt(tmp_path):
         traces.load(path)
 
 
+def test_plain_h5py_finds_everything_where_the_schema_says(tmp_path):
+    record = _record("conv/1", acc_saturations=4, acc_saturations_per_channel=[3, 1])
+    path = tmp_path / "t.h5"
+    with TraceWriter(path, METADATA) as writer:
+        writer.append_tensors("conv/1", codes=np.arange(6, dtype=np.int8).reshape(2, 3))
+        writer.add_layer(record)
+        writer.set_results({"agreement": 0.5})
+    with h5py.File(path) as file:
+        assert (file.attrs["format"], file.attrs["schema_version"]) == ("rsim-trace", 1)
+        assert file.attrs["hwconfig"] == METADATA.hwconfig and file.attrs["seed"] == 42
+        assert file["results"].attrs["agreement"] == 0.5
+        layer = file["layers/0000"]
+        assert (layer.attrs["index"], layer.attrs["name"], layer.attrs["op"]) == (0, "conv/1", "Conv")
+        assert layer.attrs["acc_saturations"] == 4 and not layer.attrs["float_emulated"]
+        assert layer["formats"].attrs["weights"] == "fx8.6"
+        assert layer["schedule"].attrs["cycles"] == 1234.0
+        assert layer["isolated"].attrs["sqnr_db"] == 33.0
+        assert layer["propagated"].attrs["clipped_share"] == 0.01
+        assert layer["saturation/accumulator_per_channel"][()].tolist() == [3, 1]
+        assert "psum_per_channel" not in layer["saturation"]
+        assert layer["tensors/codes"][()].tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
 def test_every_name_the_writer_stores_is_documented_in_the_schema(tmp_path):
     path = tmp_path / "t.h5"
     with TraceWriter(path, METADATA) as writer:
