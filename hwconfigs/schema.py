@@ -79,9 +79,10 @@ class Register(StrictModel):
 class Datapath(StrictModel):
     """Word formats and the accumulation rules of the MAC datapath."""
 
-    weights: OperandFormat
-    activations: OperandFormat
-    bias: OperandFormat
+    weights: OperandFormat = Field(description="weight format spec, or {bits, fl: dynamic}")
+    activations: OperandFormat = Field(
+        description="activation (layer input/output) format spec, or {bits, fl: dynamic}")
+    bias: OperandFormat = Field(description="bias format spec, or {bits, fl: dynamic}")
     product: FormatField | None = Field(
         None, description="format products are rounded to before accumulation; none = exact")
     accumulator: Register = Field(description="the PE/column accumulator")

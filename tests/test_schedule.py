@@ -81,8 +81,8 @@ def test_bad_dataflow_and_os_fill_are_rejected_with_the_valid_names():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_reduction_plan_chunks_k_by_array_rows_for_ws_is_and_not_for_os(name):
     accel = hwconfigs.load(name)
-    layer = schedule_layer(gemm_work("fc", 2, 300, 10), accel)
-    plan = layer.plan
+    result = schedule([gemm_work("fc", 2, 300, 10)], accel)
+    plan = result.layer("fc").plan
     assert plan.accumulator == accel.datapath.accumulator
     assert plan.bias_mode == accel.datapath.bias_mode
     if accel.array.dataflow == "os":
