@@ -3,10 +3,17 @@
 Cases: mnist-8 (../shared/real/onnx-mnist8, batch 256) and the ResNet-style test graph
 (tests/onnx_graphs.py, widths 64/128/256, 224x224, batch 8). Prints the best of a few runs for
 each and the ratio rsim / onnxruntime (target: within 3x).
+
+Runs twice, each in a fresh process: with one thread for both (OPENBLAS_NUM_THREADS=1 and
+onnxruntime intra_op_num_threads=1, the fair comparison on a shared machine), and with both
+libraries' default thread pools. BLAS thread counts are fixed when numpy loads, hence the
+subprocesses.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,9 +62,11 @@ def batch_free(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def compare(label: str, path: Path, x: np.ndarray, repeats: int) -> None:
+def compare(label: str, path: Path, x: np.ndarray, repeats: int, threads: int) -> None:
     net = rsim.load(path)
-    session = ort.InferenceSession(batch_free(onnx.load(str(path))).SerializeToString(),
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = ort.InferenceSession(batch_free(onnx.load(str(path))).SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     t_rsim = best_time(lambda: net.run_float(x), repeats)
@@ -69,18 +78,28 @@ def compare(label: str, path: Path, x: np.ndarray, repeats: int) -> None:
           f"ratio {t_rsim / t_ort:5.2f}x   max rel err {err:.1e}")
 
 
-def main() -> None:
+def run_cases(threads: int) -> None:
     rng = np.random.default_rng(0)
     if MNIST8.exists():
         compare("mnist-8, batch 256", MNIST8,
-                rng.uniform(0, 255, (256, 1, 28, 28)).astype(np.float32), repeats=10)
+                rng.uniform(0, 255, (256, 1, 28, 28)).astype(np.float32), repeats=10, threads=threads)
     else:
         print(f"skipping mnist-8: {MNIST8} not found")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "resnet.onnx"
         onnx.save(resnet_style(17, size=224, widths=(64, 128, 256)), path)
         compare("ResNet-style 224x224, batch 8", path,
-                rng.normal(size=(8, 3, 224, 224)).astype(np.float32), repeats=3)
+                rng.normal(size=(8, 3, 224, 224)).astype(np.float32), repeats=3, threads=threads)
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        run_cases(int(sys.argv[1]))
+        return
+    for label, threads, env in (("one thread each", "1", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}),
+                                ("default thread pools", "0", {})):
+        print(f"--- {label}", flush=True)
+        subprocess.run([sys.executable, __file__, threads], env=dict(os.environ, **env), check=True)
 
 
 if __name__ == "__main__":
