@@ -11,7 +11,6 @@ folder.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -367,7 +366,6 @@ class _Converter:
         self.producers[new] = layer
         del self.producers[old]
         self.aliases[old] = new
-        self.uses[new] = 0
 
     # ----- spatial attribute helpers -----------------------------------------------------------
     def spatial(self, attrs: dict, kernel: tuple[int, ...], in_shape: Shape, what: str) -> dict:
@@ -543,7 +541,7 @@ class _Converter:
             return
         const_first = a in self.consts
         x, c = (b, self.consts[a]) if const_first else (a, self.consts[b])
-        if op in ("add", "sub") and not const_first and self._fold_into_bias(x, c, op, out):
+        if (op == "add" or op == "sub" and not const_first) and self._fold_into_bias(x, c, op, out):
             return
         self.emit(op, [x], out, {"constant_first": const_first}, {"constant": c})
 
