@@ -144,7 +144,11 @@ class Network:
         bound: dict[str, Shape] = {}
         for name, spec in self.input_specs.items():
             if name in given:
-                shape = tuple(int(d) for d in given[name])
+                try:
+                    shape = tuple(int(d) for d in given[name])
+                except (TypeError, ValueError):
+                    raise RsimError(f"input_shapes[{name!r}] = {given[name]!r} is not a sequence of "
+                                    "integers") from None
                 if len(shape) != len(spec) or any(s is not None and s != d
                                                   for i, (s, d) in enumerate(zip(spec, shape)) if i):
                     raise RsimError(f"input_shapes[{name!r}] = {shape} does not fit the model's "
@@ -164,10 +168,16 @@ class Network:
         self._shape_cache.clear()
 
     def bind(self, input_shapes: Mapping[str, Any]) -> None:
-        """Bind symbolic input dimensions (the leading axis stays free to change per run)."""
-        if self._graph is not None:
-            return
+        """Bind symbolic input dimensions (the leading axis stays free to change per run).
+        Once bound, the non-batch dimensions are fixed for the life of the Network."""
         bound = self._resolve_input_shapes(input_shapes)
+        if self._graph is not None:
+            for name, shape in (bound or {}).items():
+                if tuple(shape[1:]) != tuple(self._graph.input_shapes[name][1:]):
+                    raise RsimError(f"input {name!r} is already bound to "
+                                    f"{_spec_text(('N',) + self._graph.input_shapes[name][1:])}; "
+                                    "load the model again to bind other dimensions")
+            return
         if bound is None:
             missing = [n for n in self.inputs if n not in input_shapes]
             raise RsimError(f"input_shapes must give the symbolic dimensions of inputs {missing}")

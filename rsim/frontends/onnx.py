@@ -26,18 +26,17 @@ from rsim.ops.layout import reshape_target
 
 MIN_OPSET, MAX_OPSET = 7, 21
 
-# ONNX op type -> the canonical op it becomes (a few become several layers or vanish)
+# ONNX operators that become IR layers (a few become more than one)
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "LeakyRelu", "Clip", "Sigmoid",
                "Tanh", "HardSigmoid", "HardSwish", "MaxPool", "AveragePool", "GlobalAveragePool",
                "BatchNormalization", "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape",
                "Transpose", "Squeeze", "Unsqueeze", "Pad", "Softmax", "LRN")
+# ONNX operators whose output is their input at inference
 REMOVED_OPS = ("Dropout", "Identity")
-# evaluated at import when every input is a constant (shape subgraphs exporters emit)
-FOLDABLE_OPS = ("Shape", "Size", "Gather", "Slice", "Concat", "Cast", "Constant", "ConstantOfShape",
-                "Unsqueeze", "Squeeze", "Reshape", "Range", "Expand", "Tile", "Equal", "Where",
-                "Not", "Less", "Greater", "Min", "Max", "ReduceProd", "ReduceSum", "Floor",
-                "Ceil", "Sqrt", "Neg", "Abs", "Add", "Sub", "Mul", "Div", "Transpose", "Identity",
-                "CastLike", "Split")
+# any deterministic operator whose inputs are all constants is evaluated at import; these are
+# the ones exporters emit in shape subgraphs, named in the unsupported-operator message
+FOLDED_EXAMPLES = ("Shape", "Size", "Gather", "Slice", "Concat", "Cast", "Constant",
+                   "ConstantOfShape", "Unsqueeze", "Squeeze", "Reshape", "Range", "Expand")
 NONDETERMINISTIC_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                         "Multinomial", "Bernoulli")
 FLOAT_TENSOR_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
@@ -45,8 +44,8 @@ FLOAT_TENSOR_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.Tens
 
 
 def supported_ops_text() -> str:
-    return (f"{', '.join(COMPUTE_OPS + REMOVED_OPS)}; on constant inputs only: "
-            f"{', '.join(sorted(set(FOLDABLE_OPS) - set(COMPUTE_OPS)))}")
+    return (f"{', '.join(COMPUTE_OPS + REMOVED_OPS)}; and, folded at import, any operator whose "
+            f"inputs are all constants ({', '.join(FOLDED_EXAMPLES)}, ...)")
 
 
 def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network:
@@ -62,7 +61,7 @@ def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network
     _check_structure(model.graph, path)
     try:
         onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, Exception) as error:
+    except Exception as error:  # ValidationError, and ValueError for impossible IR versions
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise RsimError(f"{path} is not a valid ONNX model: {first}") from error
     initializers = {t.name for t in model.graph.initializer}
@@ -92,10 +91,23 @@ def _parse(path: Path, data: bytes) -> onnx.ModelProto:
     return model
 
 
+def _all_tensors(graph: onnx.GraphProto):
+    """Every TensorProto a graph holds: initializers, node attributes, subgraphs."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _all_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _all_tensors(sub)
+
+
 def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
     folder = path.parent.resolve()
-    tensors = list(external_data_helper._get_all_tensors(model))
-    for tensor in tensors:
+    for tensor in _all_tensors(model.graph):
         if not external_data_helper.uses_external_data(tensor):
             continue
         info = {e.key: e.value for e in tensor.external_data}
@@ -109,7 +121,7 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
                             "does not exist")
     try:
         external_data_helper.load_external_data_for_model(model, str(folder))
-    except Exception as error:
+    except Exception as error:  # short files, bad offsets
         raise RsimError(f"{path}: cannot read external data: {error}") from error
 
 
@@ -207,6 +219,8 @@ class _Converter:
         self.uses = Counter(n for node in self.graph.node for n in node.input if n)
         self.graph_outputs = {v.name for v in self.graph.output}
         self.names: set[str] = set()
+        self.node = onnx.NodeProto()  # the node being converted, named in errors
+        self.layer_name = ""  # base name of the layers it becomes
 
     # ----- driver ------------------------------------------------------------------------------
     def convert(self) -> Graph:
