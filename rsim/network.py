@@ -184,6 +184,11 @@ class Network:
         self._build(bound)
 
     @property
+    def is_bound(self) -> bool:
+        """Whether every input dimension is known (so layers and shapes exist)."""
+        return self._graph is not None
+
+    @property
     def graph(self) -> Graph:
         if self._graph is None:
             dims = ", ".join(f"{n}: {_spec_text(s)}" for n, s in self.input_specs.items())

@@ -48,3 +48,8 @@ def test_info_binds_symbolic_dimensions_from_input_shape(tmp_path: Path):
     onnx.save(model, path)
     out = _info(str(path), "--input-shape", "input=2x3x64x48")
     assert "2x3x64x48" in out and "2x8x32x24" in out
+    from rsim.cli import cli
+
+    unbound = CliRunner().invoke(cli, ["info", str(path)])
+    assert unbound.exit_code == 2
+    assert "input=?x3x?x?" in unbound.stderr and "--input-shape NAME=DIMS" in unbound.stderr

@@ -50,6 +50,11 @@ def info_command(model: Path | None, input_shape: tuple[str, ...], batch: int | 
 
     path = model or default_model_path()
     net = load(path, input_shapes=parse_input_shapes(input_shape) or None)
+    if not net.is_bound:
+        dims = ", ".join(f"{n}=" + "x".join("?" if d is None else str(d) for d in spec)
+                         for n, spec in net.input_specs.items())
+        raise RsimError(f"{path} has symbolic input dimensions ({dims}); give them with "
+                        "--input-shape NAME=DIMS")
     shapes = net.shapes(batch)
     batch = net.import_batch if batch is None else batch
     table = Table(title=f"{path.name}  (batch {batch})", title_justify="left")
