@@ -4,25 +4,36 @@ OCP MX block formats, with one rounding/overflow vocabulary and a spec-string gr
 `parse(spec)` turns a spec string into a `Format`; `str(fmt)` gives the canonical spec back.
 """
 
+from formats.affine import Affine
 from formats.base import Field, Format
+from formats.dfp import choose_fl, dfp_format, integer_length
 from formats.errors import RsimError
 from formats.field import FormatField
 from formats.fixed import FixedPoint
 from formats.minifloat import Minifloat, RistrettoMinifloat
 from formats.modes import Overflow, Rounding, as_overflow, as_rounding
+from formats.mx import MXCodes, MXFormat
+from formats.pow2 import PowerOfTwo
 from formats.spec import parse
 
 __all__ = [
+    "Affine",
     "Field",
     "FixedPoint",
     "Format",
-    "Minifloat",
     "FormatField",
+    "MXCodes",
+    "MXFormat",
+    "Minifloat",
     "Overflow",
+    "PowerOfTwo",
     "RistrettoMinifloat",
     "Rounding",
     "RsimError",
     "as_overflow",
     "as_rounding",
+    "choose_fl",
+    "dfp_format",
+    "integer_length",
     "parse",
 ]

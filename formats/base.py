@@ -60,18 +60,19 @@ class Format(ABC):
         """One readable line saying what the format is."""
 
     @abstractmethod
-    def _quantize(self, flat: np.ndarray, rounding: Rounding, overflow: Overflow | None,
-                  u: np.ndarray, out: np.ndarray) -> int:
-        """Write the quantized values of `flat` into `out`; return the count of NaN inputs."""
+    def _quantize(self, flat: np.ndarray, shape: tuple[int, ...], rounding: Rounding,
+                  overflow: Overflow | None, u: np.ndarray, out: np.ndarray) -> int:
+        """Write the quantized values of `flat` (x raveled; x has `shape`) into `out`; return
+        the count of NaN inputs."""
 
     @abstractmethod
-    def _encode(self, flat: np.ndarray, rounding: Rounding, overflow: Overflow | None,
-                u: np.ndarray) -> tuple[np.ndarray, int]:
-        """The int64 codes of `flat` and the count of NaN inputs."""
+    def _encode(self, flat: np.ndarray, shape: tuple[int, ...], rounding: Rounding,
+                overflow: Overflow | None, u: np.ndarray) -> tuple[np.ndarray, int]:
+        """The int64 codes of `flat` (x raveled; x has `shape`) and the count of NaN inputs."""
 
     @abstractmethod
-    def _decode(self, codes: np.ndarray) -> np.ndarray:
-        """float64 values of int64 codes (flat, already checked against `code_range`)."""
+    def _decode(self, codes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """float64 values of int64 codes (raveled from `shape`, checked against `code_range`)."""
 
     @abstractmethod
     def __str__(self) -> str:
@@ -95,7 +96,7 @@ class Format(ABC):
         flat, shape, out_dtype = _as_flat(x, dtype)
         mode, over = self._modes(rounding, overflow)
         out = np.empty(flat.size, dtype=out_dtype)
-        nans = self._quantize(flat, mode, over, _uniforms(rng, mode, flat.size), out)
+        nans = self._quantize(flat, shape, mode, over, _uniforms(rng, mode, flat.size), out)
         self._check_nans(nans)
         return out.reshape(shape)
 
@@ -105,7 +106,7 @@ class Format(ABC):
         """Integer codes (int64, same shape as x) of x rounded to this format."""
         flat, shape, _ = _as_flat(x, None)
         mode, over = self._modes(rounding, overflow)
-        codes, nans = self._encode(flat, mode, over, _uniforms(rng, mode, flat.size))
+        codes, nans = self._encode(flat, shape, mode, over, _uniforms(rng, mode, flat.size))
         self._check_nans(nans)
         return codes.reshape(shape)
 
@@ -118,7 +119,7 @@ class Format(ABC):
         lo, hi = self.code_range
         if flat.size and (flat.min() < lo or flat.max() > hi):
             raise RsimError(f"decode {self}: codes must lie in [{lo}, {hi}]")
-        return self._decode(flat).reshape(arr.shape)
+        return self._decode(flat, arr.shape).reshape(arr.shape)
 
     @property
     def code_range(self) -> tuple[int, int]:

@@ -111,17 +111,17 @@ class FixedPoint(Format):
             raise RsimError(f"{self}: overflow=wrap cannot wrap an infinite input; "
                             "use overflow=saturate or remove the infinities")
 
-    def _quantize(self, flat, rounding: Rounding, overflow, u, out) -> int:
+    def _quantize(self, flat, shape, rounding: Rounding, overflow, u, out) -> int:
         self._check_wrap_input(flat, overflow)
         return fixed_values_array(flat, self.nb_params(overflow), rounding.code, u, self.step, out)
 
-    def _encode(self, flat, rounding: Rounding, overflow, u):
+    def _encode(self, flat, shape, rounding: Rounding, overflow, u):
         self._check_wrap_input(flat, overflow)
         codes = np.empty(flat.size, dtype=np.int64)
         nans = fixed_codes_array(flat, self.nb_params(overflow), rounding.code, u, codes)
         return codes, nans
 
-    def _decode(self, codes):
+    def _decode(self, codes, shape):
         return codes.astype(np.float64) * self.step
 
 

@@ -178,10 +178,10 @@ class Minifloat(Format):
         return (self.man_bits, self.min_exp, self.max_exp, self.max, self.subnormals, rule,
                 self.special != "fnuz")
 
-    def _quantize(self, flat, rounding: Rounding, overflow, u, out) -> int:
+    def _quantize(self, flat, shape, rounding: Rounding, overflow, u, out) -> int:
         return float_values_array(flat, self.nb_params(overflow), rounding.code, u, out)
 
-    def _encode(self, flat, rounding: Rounding, overflow, u):
+    def _encode(self, flat, shape, rounding: Rounding, overflow, u):
         codes = np.empty(flat.size, dtype=np.int64)
         bit_params = (self.bias, 1 << (self.exp_bits + self.man_bits), self.inf_code,
                       self.nan_code)
@@ -189,7 +189,7 @@ class Minifloat(Format):
                                  codes)
         return codes, nans
 
-    def _decode(self, codes):
+    def _decode(self, codes, shape):
         e, m = self.exp_bits, self.man_bits
         magnitude = codes & ((1 << (e + m)) - 1)
         e_field = magnitude >> m
@@ -295,18 +295,18 @@ class RistrettoMinifloat(Format):
             raise RsimError(f"{self}: Ristretto's minifloat always saturates; overflow must be "
                             f"None or saturate, got {overflow.value}")
 
-    def _quantize(self, flat, rounding: Rounding, overflow, u, out) -> int:
+    def _quantize(self, flat, shape, rounding: Rounding, overflow, u, out) -> int:
         return ristretto_values_array(flat, self.exp_bits, self.man_bits, rounding.code, u, out)
 
-    def _encode(self, flat, rounding: Rounding, overflow, u):
+    def _encode(self, flat, shape, rounding: Rounding, overflow, u):
         values = np.empty(flat.size)
-        nans = self._quantize(flat, rounding, overflow, u, values)
+        nans = self._quantize(flat, shape, rounding, overflow, u, values)
         positive = np.array([self._value(k) for k in range(1, self._normal_count + 2)])
         ordinals = np.searchsorted(positive, np.abs(values)) + 1
         ordinals[values == 0.0] = 0
         return np.where(values < 0, -ordinals, ordinals).astype(np.int64), nans
 
-    def _decode(self, codes):
+    def _decode(self, codes, shape):
         table = np.array([0.0] + [self._value(k) for k in range(1, self._normal_count + 2)])
         return np.where(codes < 0, -table[np.abs(codes)], table[np.abs(codes)])
 
