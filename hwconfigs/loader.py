@@ -10,13 +10,15 @@ import json
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from formats.errors import RsimError
 from hwconfigs.schema import Accelerator
+
+M = TypeVar("M", bound=BaseModel)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT = "mid-ws-int8"
@@ -45,15 +47,22 @@ def config_path(name_or_path: str | Path) -> Path:
 def load(name_or_path: str | Path = DEFAULT) -> Accelerator:
     """Load and validate a shipped config (by name) or a YAML file (by path)."""
     path = config_path(name_or_path)
+    data, _ = read_yaml(path, "hwconfig")
+    return from_dict(data, source=str(path), default_name=path.stem)
+
+
+def read_yaml(path: Path, what: str) -> tuple[Any, str]:
+    """The parsed content and the text of a YAML file; `what` names the file's role in errors."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as error:
-        raise RsimError(f"{path}: cannot read: {error}") from None
+        raise RsimError(f"{path}: cannot read {what}: {error.strerror or error}") from None
+    try:
+        return yaml.safe_load(text), text
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise RsimError(f"{where}: not valid YAML: {getattr(error, 'problem', error)}") from None
-    return from_dict(data, source=str(path), default_name=path.stem)
 
 
 def from_dict(data: Any, *, source: str = "<dict>", default_name: str = "custom") -> Accelerator:
@@ -61,18 +70,25 @@ def from_dict(data: Any, *, source: str = "<dict>", default_name: str = "custom"
     if not isinstance(data, dict):
         raise RsimError(f"{source}: an accelerator config must be a mapping of keys "
                         f"({', '.join(Accelerator.model_fields)}), got {type(data).__name__}")
-    data = {"name": default_name, **data}
+    return validate(Accelerator, {"name": default_name, **data}, source)
+
+
+def validate(model: type[M], data: Any, source: str) -> M:
+    """`data` validated as `model`, or one RsimError naming `source` and every key path."""
+    if not isinstance(data, dict):
+        raise RsimError(f"{source}: expected a mapping of keys ({', '.join(model.model_fields)}), "
+                        f"got {type(data).__name__}")
     try:
-        return Accelerator.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise RsimError(f"{source}: {validation_message(error)}") from None
+        raise RsimError(f"{source}: {validation_message(error, model)}") from None
 
 
-def validation_message(error: ValidationError) -> str:
+def validation_message(error: ValidationError, root: type[BaseModel] = Accelerator) -> str:
     """All problems of a pydantic ValidationError as `key.path: what is wrong` joined by '; '."""
     problems = []
     for item in error.errors():
-        path, model = _render_loc(item["loc"])
+        path, model = _render_loc(item["loc"], root)
         message = item["msg"]
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(model.model_fields) if model else "none"
@@ -88,12 +104,12 @@ def validation_message(error: ValidationError) -> str:
     return "; ".join(dict.fromkeys(problems))
 
 
-def _render_loc(loc: tuple) -> tuple[str, type[BaseModel] | None]:
+def _render_loc(loc: tuple, root: type[BaseModel]) -> tuple[str, type[BaseModel] | None]:
     """Render a pydantic loc as a YAML key path without union tags; also return the model
     that holds the last key (to list the keys allowed there)."""
     parts: list[str] = []
     holder: type[BaseModel] | None = None
-    current: Any = Accelerator
+    current: Any = root
     for part in loc:
         if isinstance(part, int):
             parts.append(f"[{part}]")

@@ -1,0 +1,151 @@
+"""Assign a concrete format to every tensor and a `LayerQuant` to every layer of a network, from
+the accelerator's datapath, the qspec overrides and the calibration ranges.
+
+Tensor formats: a graph input takes the activation format; a layer that only moves, selects or
+clamps codes (relu, clip, maxpool, avg pooling, layout ops, zero padding) keeps its input's
+format; any other layer's output takes its datapath's activation format, whose fractional
+length, when dynamic, comes from the calibration range of that output tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from formats import FixedPoint, Format
+from formats.errors import RsimError
+from formats.pow2 import PowerOfTwo
+from hwconfigs.schema import Accelerator, DynamicFixed, Register
+from kernels.requant import requantize_shift
+from rsim.bitexact import CODE_LAYOUT_OPS, INTEGER_OPS, MAC_OPS, LayerQuant, clip_codes
+from rsim.calibrate import TensorRange, activation_fl, weights_fl
+from rsim.network import Layer, Network
+from rsim.qspec import QSpec
+from rsim.schedule.plan import AccumulationPlan
+
+FORMAT_KEEPING_OPS = CODE_LAYOUT_OPS + ("relu", "clip", "maxpool", "avgpool", "global_avgpool")
+
+
+def keeps_format(layer: Layer) -> bool:
+    """Whether the layer's output stays in its input's format."""
+    if layer.op == "pad":
+        return layer.attrs["mode"] == "constant" and layer.attrs["value"] == 0
+    return layer.op in FORMAT_KEEPING_OPS
+
+
+def tensors_to_calibrate(network: Network, hw: Accelerator, qspec: QSpec) -> list[str]:
+    """Tensors whose dynamic format needs a calibration range."""
+    names = [name for name in network.inputs if isinstance(hw.datapath.activations, DynamicFixed)]
+    for layer in network.layers:
+        datapath = qspec.datapath_for(layer.name, hw.datapath)
+        if not keeps_format(layer) and isinstance(datapath.activations, DynamicFixed):
+            names.append(layer.outputs[0])
+    return names
+
+
+def assign(network: Network, hw: Accelerator, qspec: QSpec,
+           ranges: Mapping[str, TensorRange]) -> tuple[dict[str, Format], list[LayerQuant]]:
+    """Formats of every tensor and the quantization of every layer, in network order."""
+    calibration = qspec.calibration
+    fmts: dict[str, Format] = {}
+
+    def concrete(spec, tensor: str) -> Format:
+        if isinstance(spec, DynamicFixed):
+            return spec.at(activation_fl(ranges[tensor], spec.bits, calibration))
+        return spec
+
+    for name in network.inputs:
+        fmts[name] = concrete(hw.datapath.activations, name)
+    quants = []
+    for layer in network.layers:
+        datapath = qspec.datapath_for(layer.name, hw.datapath)
+        plan = AccumulationPlan.for_array(hw.array.dataflow, hw.array.rows, datapath)
+        in_fmts = tuple(fmts[t] for t in layer.inputs)
+        out_fmt = in_fmts[0] if keeps_format(layer) else concrete(datapath.activations,
+                                                                    layer.outputs[0])
+        quant = LayerQuant(layer, datapath, plan, in_fmts, out_fmt,
+                           float_emulated=_float_emulated(layer, in_fmts))
+        if layer.op in MAC_OPS and not quant.float_emulated and _has_weights(layer):
+            _quantize_constants(quant)
+        if layer.op == "clip" and isinstance(out_fmt, FixedPoint):
+            quant._clip_codes = clip_codes(layer.attrs, out_fmt)
+        fmts[layer.outputs[0]] = out_fmt
+        quants.append(quant)
+    return fmts, quants
+
+
+def _has_weights(layer: Layer) -> bool:
+    return "weight" in layer.params or "constant" in layer.params
+
+
+def _float_emulated(layer: Layer, in_fmts: tuple[Format, ...]) -> bool:
+    """Layers with no bit-accurate model on these input formats run in float."""
+    if layer.op not in INTEGER_OPS:
+        return True
+    if layer.op == "pad" and not keeps_format(layer):
+        return True
+    if layer.op in ("add", "sub") and ("constant" in layer.params or len(in_fmts) != 2):
+        return True
+    integer = [isinstance(fmt, FixedPoint) for fmt in in_fmts]
+    if not all(integer):
+        # minifloat tensors: only the format-keeping ops and MAC layers have a model here
+        return not (keeps_format(layer) or layer.op in MAC_OPS)
+    return False
+
+
+def _quantize_constants(quant: LayerQuant) -> None:
+    """Weight codes and the bias aligned to the accumulator, for an integer MAC layer."""
+    layer, datapath = quant.layer, quant.datapath
+    weights = layer.params.get("weight", layer.params.get("constant"))
+    if not isinstance(quant.in_fmts[0], FixedPoint):
+        raise RsimError(f"layer '{layer.name}': minifloat activations with MAC layers are not "
+                        "supported by the simulator yet")
+    rounding = datapath.requant_rounding.value
+    spec = datapath.weights
+    if isinstance(spec, DynamicFixed):
+        spec = spec.at(weights_fl(weights, spec.bits))
+    if isinstance(spec, FixedPoint):
+        quant.weights = spec.encode(weights, rounding=rounding, overflow="saturate").astype(np.int64)
+        quant.weight_fl = spec.fl
+    elif isinstance(spec, PowerOfTwo):
+        # a signed power of two 2^e is the fixed-point code 2^(e - exp_min) at fl = -exp_min:
+        # the product is the activation shifted left by e - exp_min, as a shifter computes it
+        values = spec.quantize(weights, rounding=rounding)
+        quant.weight_fl = -spec.exp_min
+        quant.weights = np.rint(values * 2.0 ** quant.weight_fl).astype(np.int64)
+    else:
+        raise RsimError(f"layer '{layer.name}': weights in {spec} with fixed-point activations "
+                        "are not a supported datapath; use fixed point or pow2 weights")
+    quant.weight_fmt = spec
+    bias = layer.params.get("bias")
+    if bias is not None:
+        quant.bias_fmt, quant.bias = _aligned_bias(quant, bias)
+
+
+def _aligned_bias(quant: LayerQuant, bias: np.ndarray) -> tuple[FixedPoint, np.ndarray]:
+    """The bias format and its codes at the accumulator's scale, saturated to the register the
+    bias enters (how many saturated is kept in `quant.bias_saturations`)."""
+    datapath, acc_fl = quant.datapath, quant.acc_fl
+    spec = datapath.bias
+    if isinstance(spec, DynamicFixed):
+        spec = spec.at(min(acc_fl, weights_fl(bias, spec.bits)))
+    if not isinstance(spec, FixedPoint):
+        raise RsimError(f"layer '{quant.layer.name}': bias format {spec} does not fit an integer "
+                        "datapath; use fixed point")
+    rounding = datapath.requant_rounding.value
+    codes = spec.encode(bias, rounding=rounding, overflow="saturate").astype(np.int64)
+    aligned = requantize_shift(codes, spec.fl - acc_fl, out_bits=64, rounding=rounding)
+    register = register_entered(quant.plan)
+    bound = 1 << (register.bits - 1)
+    clipped = np.clip(aligned, -bound, bound - 1)
+    quant.bias_saturations = int(np.count_nonzero(clipped != aligned))
+    return spec, clipped
+
+
+def register_entered(plan: AccumulationPlan) -> Register:
+    """The register a bias is added in: the accumulator (preload, or no partial sums), else
+    the partial sum."""
+    if plan.bias_mode == "post" and plan.partial_sum is not None:
+        return plan.partial_sum
+    return plan.accumulator

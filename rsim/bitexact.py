@@ -1,0 +1,270 @@
+"""Bit-accurate execution of one IR layer on quantized tensors, the way the accelerator computes it.
+
+A tensor of the simulated path is a `QTensor`: integer codes (int64, value = code * 2^-fl) of a
+fixed-point format, or float64 values on the grid of a minifloat format. `LayerQuant` holds a
+layer's resolved quantization (weight codes, bias aligned to the accumulator, output format,
+reduction plan) and `run` computes the layer:
+
+- conv / conv_transpose / gemm / matmul: the integer kernels of `kernels/` (exact products,
+  accumulator and partial-sum registers as the schedule's plan says), then requantization of the
+  accumulator (fl_in + fl_w fractional bits) to the output format by an arithmetic shift with the
+  datapath's rounding, saturating; minifloat datapaths use the minifloat kernels instead;
+- relu / clip / maxpool / flatten / reshape / transpose / squeeze / unsqueeze / zero pad: on codes,
+  the output keeps the input's format (nothing to round);
+- avgpool / global_avgpool: exact window sums divided by the tap count, rounded with the
+  datapath's rounding, in the input's format;
+- add / sub of two activations and concat: operands aligned exactly, then one requantization to
+  the output format;
+- everything else (sigmoid, softmax, hard_swish, mul, div, unfolded batchnorm, lrn, ...) has no
+  integer model here: it runs in float64 on the decoded inputs and its result is quantized to the
+  output format (`float_emulated`).
+
+Bias: a fixed-point bias is quantized to its own format (a dynamic one takes the fl of its range,
+at most the accumulator's fl) and then shifted to the accumulator's scale; a value the register
+cannot hold saturates there, as a saturating bias loader would.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import kernels
+from formats import FixedPoint, Format, Minifloat
+from formats.errors import RsimError
+from formats.pow2 import PowerOfTwo
+from hwconfigs.schema import Datapath
+from kernels.elementwise import add_aligned
+from kernels.pool import avg_pool2d, max_pool2d
+from kernels.requant import requantize_shift
+from rsim.network import Layer
+from rsim.schedule.plan import AccumulationPlan
+
+MAC_OPS = ("conv", "conv_transpose", "gemm", "matmul")
+CODE_LAYOUT_OPS = ("flatten", "reshape", "transpose", "squeeze", "unsqueeze")
+INTEGER_OPS = MAC_OPS + CODE_LAYOUT_OPS + ("relu", "clip", "maxpool", "avgpool",
+                                           "global_avgpool", "add", "sub", "concat", "pad")
+
+
+@dataclass(frozen=True)
+class QTensor:
+    """A simulated tensor: fixed-point codes (int64) or minifloat grid values (float64)."""
+
+    data: np.ndarray
+    fmt: Format
+
+    def values(self) -> np.ndarray:
+        """The real values the tensor stands for (float64)."""
+        if isinstance(self.fmt, FixedPoint):
+            return self.data * 2.0 ** -self.fmt.fl
+        return self.data
+
+
+@dataclass
+class Outcome:
+    """One layer's simulated output, with what the trace and the RTL vectors need."""
+
+    out: QTensor
+    clipped: np.ndarray | None = None  # outputs saturated on the way into the output format
+    acc: np.ndarray | None = None  # accumulator values before requantization (MAC layers)
+    stats: kernels.AccumulatorStats | None = None
+
+
+def quantize(x: np.ndarray, fmt: Format, rounding: str,
+             rng: np.random.Generator | None) -> tuple[QTensor, np.ndarray]:
+    """Float values into `fmt` (saturating), with the mask of values that clipped."""
+    x = np.asarray(x, dtype=np.float64)
+    if isinstance(fmt, FixedPoint):
+        codes = fmt.encode(x, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64)
+        clipped = (x > fmt.max) | (x < fmt.min)
+        return QTensor(codes, fmt), clipped
+    values = fmt.quantize(x, rounding=rounding, overflow="saturate", rng=rng)
+    return QTensor(np.asarray(values, dtype=np.float64), fmt), np.abs(x) > fmt.max
+
+
+def is_integer_format(fmt: Format) -> bool:
+    return isinstance(fmt, (FixedPoint, PowerOfTwo))
+
+
+@dataclass
+class LayerQuant:
+    """A layer's resolved quantization: formats, constant codes and the reduction plan."""
+
+    layer: Layer
+    datapath: Datapath
+    plan: AccumulationPlan
+    in_fmts: tuple[Format, ...]
+    out_fmt: Format
+    weight_fmt: Format | None = None
+    bias_fmt: Format | None = None
+    weights: np.ndarray | None = None  # int64 codes (integer) or float64 values (minifloat)
+    weight_fl: int = 0
+    bias: np.ndarray | None = None  # at the accumulator's scale (integer) or float64 values
+    bias_saturations: int = 0  # bias values that saturated when loaded into their register
+    float_emulated: bool = False
+    _clip_codes: tuple[int, int] | None = field(default=None, repr=False)
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.in_fmts[0], FixedPoint) if self.in_fmts else False
+
+    @property
+    def acc_fl(self) -> int:
+        """Fractional length of the accumulator of an integer MAC layer."""
+        return self.in_fmts[0].fl + self.weight_fl
+
+    def formats(self) -> dict[str, str]:
+        """Role -> format spec, for tables and traces."""
+        roles = {"input": str(self.in_fmts[0]) if self.in_fmts else "", "output": str(self.out_fmt)}
+        if self.weight_fmt is not None:
+            roles["weights"] = str(self.weight_fmt)
+        if self.bias_fmt is not None:
+            roles["bias"] = str(self.bias_fmt)
+        if self.layer.op in MAC_OPS:
+            roles["accumulator"] = _register_text(self.plan.accumulator)
+            if self.plan.partial_sum is not None:
+                roles["partial_sum"] = _register_text(self.plan.partial_sum)
+        return roles
+
+    def run(self, inputs: list[QTensor], rng: np.random.Generator | None = None) -> Outcome:
+        """The layer on simulated inputs (formats as `in_fmts` says)."""
+        op = self.layer.op
+        rounding = self.datapath.requant_rounding.value
+        if self.float_emulated:
+            result = self.layer.forward(*(t.values() for t in inputs), dtype=np.float64)
+            out, clipped = quantize(result, self.out_fmt, rounding, rng)
+            return Outcome(out, clipped)
+        if op in MAC_OPS:
+            return (self._mac_integer(inputs, rng) if self.integer
+                    else self._mac_float(inputs))
+        x = inputs[0]
+        if op in CODE_LAYOUT_OPS or op == "pad":
+            data = self.layer.forward(x.data.astype(np.float64), dtype=np.float64)
+            return Outcome(QTensor(_same_kind(data, x), x.fmt))
+        if op == "relu":
+            return Outcome(QTensor(np.maximum(x.data, 0), x.fmt))
+        if op == "clip":
+            lo, hi = self._clip_codes
+            return Outcome(QTensor(np.clip(x.data, lo, hi), x.fmt))
+        if op == "maxpool":
+            return Outcome(QTensor(self._pool(x, max_pool2d), x.fmt))
+        if op in ("avgpool", "global_avgpool"):
+            return Outcome(QTensor(self._avgpool(x, rounding, rng), x.fmt))
+        if op in ("add", "sub"):
+            return self._add(inputs, rounding, rng)
+        if op == "concat":
+            return self._concat(inputs, rounding, rng)
+        raise RsimError(f"layer '{self.layer.name}': op {op!r} has no bit-accurate model")
+
+    # -- MAC layers ---------------------------------------------------------------------------
+
+    def _mac_integer(self, inputs: list[QTensor], rng) -> Outcome:
+        layer, attrs = self.layer, self.layer.attrs
+        kwargs = self.plan.gemm_kwargs()
+        x = inputs[0].data
+        if layer.op == "conv":
+            acc, stats = kernels.conv2d(x, self.weights, stride=attrs["strides"],
+                                        padding=attrs["pads"], dilation=attrs["dilations"],
+                                        groups=attrs["groups"], bias=self.bias, **kwargs)
+        elif layer.op == "conv_transpose":
+            acc, stats = kernels.conv_transpose2d(
+                x, self.weights, stride=attrs["strides"], padding=attrs["pads"],
+                output_padding=attrs["output_padding"], dilation=attrs["dilations"],
+                groups=attrs["groups"], bias=self.bias, **kwargs)
+        elif layer.op == "gemm":
+            flat = x.reshape(-1, x.shape[-1])
+            acc, stats = kernels.gemm(flat, self.weights, bias=self.bias, **kwargs)
+            acc = acc.reshape(*x.shape[:-1], acc.shape[-1])
+        else:
+            acc, stats = self._matmul_integer(inputs, kwargs)
+        out, clipped = self._requantize(acc, self.acc_fl, rng)
+        return Outcome(out, clipped, acc, stats)
+
+    def _matmul_integer(self, inputs: list[QTensor], kwargs: dict):
+        if self.weights is not None:
+            const = self.weights
+            left, right = ((const, inputs[0].data) if self.layer.attrs["constant_first"]
+                           else (inputs[0].data, const))
+        else:
+            left, right = inputs[0].data, inputs[1].data
+        shape = np.broadcast_shapes(left.shape[:-2], right.shape[:-2])
+        left = np.broadcast_to(left, shape + left.shape[-2:]).reshape(-1, *left.shape[-2:])
+        right = np.broadcast_to(right, shape + right.shape[-2:]).reshape(-1, *right.shape[-2:])
+        parts = [kernels.gemm(np.ascontiguousarray(a), np.ascontiguousarray(b), **kwargs)
+                 for a, b in zip(left, right)]
+        acc = np.stack([acc for acc, _ in parts]).reshape(shape + parts[0][0].shape)
+        stats = kernels.AccumulatorStats(
+            np.stack([s.acc_events for _, s in parts]).reshape(acc.shape),
+            np.stack([s.psum_events for _, s in parts]).reshape(acc.shape),
+            channel_axis=acc.ndim - 1, outputs_at_risk=sum(s.outputs_at_risk for _, s in parts))
+        return acc, stats
+
+    def _mac_float(self, inputs: list[QTensor]) -> Outcome:
+        raise RsimError(f"layer '{self.layer.name}': minifloat MAC datapaths are not supported "
+                        "by the simulator yet")
+
+    def _requantize(self, acc: np.ndarray, acc_fl: int, rng) -> tuple[QTensor, np.ndarray]:
+        """Accumulator codes (acc_fl fractional bits) to the output format: one rounding shift,
+        then saturation; the mask marks saturated outputs."""
+        fmt = self.out_fmt
+        if not isinstance(fmt, FixedPoint):
+            values = acc * 2.0 ** -acc_fl
+            return quantize(values, fmt, self.datapath.requant_rounding.value, rng)
+        rounded = requantize_shift(acc, acc_fl - fmt.fl, out_bits=64,
+                                   rounding=self.datapath.requant_rounding, rng=rng)
+        codes = np.clip(rounded, fmt.min_code, fmt.max_code)
+        return QTensor(codes, fmt), codes != rounded
+
+    # -- other integer layers -----------------------------------------------------------------
+
+    def _pool(self, x: QTensor, pool, **extra) -> np.ndarray:
+        attrs = self.layer.attrs
+        return pool(x.data, attrs["kernel"], stride=attrs["strides"], padding=attrs["pads"],
+                    dilation=attrs["dilations"], ceil_mode=attrs["ceil_mode"], **extra)
+
+    def _avgpool(self, x: QTensor, rounding: str, rng) -> np.ndarray:
+        if self.layer.op == "global_avgpool":
+            h, w = x.data.shape[2:]
+            return avg_pool2d(x.data, (h, w), rounding=rounding, rng=rng)
+        return self._pool(x, avg_pool2d, count_include_pad=self.layer.attrs["count_include_pad"],
+                          rounding=rounding, rng=rng)
+
+    def _add(self, inputs: list[QTensor], rounding: str, rng) -> Outcome:
+        a, b = inputs
+        b_data = b.data if self.layer.op == "add" else -b.data
+        fmt = self.out_fmt
+        total = add_aligned(a.data, a.fmt.fl, b_data, b.fmt.fl, out_frac=fmt.fl, out_bits=64,
+                            rounding=rounding, rng=rng)
+        codes = np.clip(total, fmt.min_code, fmt.max_code)
+        return Outcome(QTensor(codes, fmt), codes != total)
+
+    def _concat(self, inputs: list[QTensor], rounding: str, rng) -> Outcome:
+        fmt = self.out_fmt
+        parts = [requantize_shift(t.data, t.fmt.fl - fmt.fl, out_bits=64, rounding=rounding,
+                                  rng=rng) for t in inputs]
+        joined = np.concatenate(parts, axis=self.layer.attrs["axis"])
+        codes = np.clip(joined, fmt.min_code, fmt.max_code)
+        return Outcome(QTensor(codes, fmt), codes != joined)
+
+
+def _same_kind(data: np.ndarray, like: QTensor) -> np.ndarray:
+    """Layout results computed on float64 copies of codes, back in the codes' dtype."""
+    return data.astype(np.int64) if isinstance(like.fmt, FixedPoint) else data
+
+
+def _register_text(register) -> str:
+    if register.bits is not None:
+        return f"int{register.bits}/{register.overflow.value}"
+    return str(register.format)
+
+
+def clip_codes(attrs: dict, fmt: FixedPoint) -> tuple[int, int]:
+    """The code bounds of a clip layer in `fmt`: min rounded up, max rounded down, so the
+    clipped codes never leave [min, max]."""
+    lo = fmt.min_code if attrs["min"] is None or math.isinf(attrs["min"]) else \
+        max(fmt.min_code, math.ceil(attrs["min"] * 2.0 ** fmt.fl))
+    hi = fmt.max_code if attrs["max"] is None or math.isinf(attrs["max"]) else \
+        min(fmt.max_code, math.floor(attrs["max"] * 2.0 ** fmt.fl))
+    return lo, hi

