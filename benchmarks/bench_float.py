@@ -66,38 +66,55 @@ def compare(label: str, path: Path, x: np.ndarray, repeats: int, threads: int) -
     net = rsim.load(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(batch_free(onnx.load(str(path))).SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        batch_free(onnx.load(str(path))).SerializeToString(),
+        options,
+        providers=["CPUExecutionProvider"],
+    )
     name = session.get_inputs()[0].name
     t_rsim = best_time(lambda: net.run_float(x), repeats)
     t_ort = best_time(lambda: session.run(None, {name: x}), repeats)
     got = net.run_float(x)[net.outputs[0]]
     want = session.run(None, {name: x})[0]
     err = np.abs(got - want).max() / np.abs(want).max()
-    print(f"{label:<34} rsim {t_rsim * 1e3:8.1f} ms   onnxruntime {t_ort * 1e3:8.1f} ms   "
-          f"ratio {t_rsim / t_ort:5.2f}x   max rel err {err:.1e}")
+    print(
+        f"{label:<34} rsim {t_rsim * 1e3:8.1f} ms   onnxruntime {t_ort * 1e3:8.1f} ms   "
+        f"ratio {t_rsim / t_ort:5.2f}x   max rel err {err:.1e}"
+    )
 
 
 def run_cases(threads: int) -> None:
     rng = np.random.default_rng(0)
     if MNIST8.exists():
-        compare("mnist-8, batch 256", MNIST8,
-                rng.uniform(0, 255, (256, 1, 28, 28)).astype(np.float32), repeats=10, threads=threads)
+        compare(
+            "mnist-8, batch 256",
+            MNIST8,
+            rng.uniform(0, 255, (256, 1, 28, 28)).astype(np.float32),
+            repeats=10,
+            threads=threads,
+        )
     else:
         print(f"skipping mnist-8: {MNIST8} not found")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "resnet.onnx"
         onnx.save(resnet_style(17, size=224, widths=(64, 128, 256)), path)
-        compare("ResNet-style 224x224, batch 8", path,
-                rng.normal(size=(8, 3, 224, 224)).astype(np.float32), repeats=3, threads=threads)
+        compare(
+            "ResNet-style 224x224, batch 8",
+            path,
+            rng.normal(size=(8, 3, 224, 224)).astype(np.float32),
+            repeats=3,
+            threads=threads,
+        )
 
 
 def main() -> None:
     if len(sys.argv) > 1:
         run_cases(int(sys.argv[1]))
         return
-    for label, threads, env in (("one thread each", "1", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}),
-                                ("default thread pools", "0", {})):
+    for label, threads, env in (
+        ("one thread each", "1", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}),
+        ("default thread pools", "0", {}),
+    ):
         print(f"--- {label}", flush=True)
         subprocess.run([sys.executable, __file__, threads], env=dict(os.environ, **env), check=True)
 

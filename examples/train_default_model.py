@@ -28,14 +28,22 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "rsim" / "data"
 
 
 class LeNetDigits(nn.Module):
-    """conv 3x3 (8) - ReLU - maxpool 2 - conv 3x3 (16) - ReLU - maxpool 2 - FC 64->32 - ReLU - FC 32->10."""
+    """conv 3x3 (8) - ReLU - maxpool 2 - conv 3x3 (16) - ReLU - maxpool 2 - FC 64->32 - ReLU -
+    FC 32->10."""
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -76,9 +84,16 @@ def export(model: LeNetDigits, path: Path) -> None:
     # the TorchScript exporter: the newer one needs onnxscript, which the train extra leaves out
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (example,), str(path), input_names=["digit"], output_names=["logits"],
-                          dynamic_axes={"digit": {0: "N"}, "logits": {0: "N"}}, opset_version=13,
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            input_names=["digit"],
+            output_names=["logits"],
+            dynamic_axes={"digit": {0: "N"}, "logits": {0: "N"}},
+            opset_version=13,
+            dynamo=False,
+        )
 
 
 def main() -> None:
@@ -96,8 +111,10 @@ def main() -> None:
     np.savez_compressed(args.out / "digits_val.npz", x=x_val, y=y_val)
     logits = rsim.load(model_path).run_float(x_val)["logits"]
     accuracy = float((logits.argmax(axis=1) == y_val).mean())
-    print(f"wrote {model_path} and digits_val.npz ({len(y_val)} held-out digits); "
-          f"rsim float top-1 on them: {accuracy:.2%}")
+    print(
+        f"wrote {model_path} and digits_val.npz ({len(y_val)} held-out digits); "
+        f"rsim float top-1 on them: {accuracy:.2%}"
+    )
 
 
 if __name__ == "__main__":

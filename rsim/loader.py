@@ -10,8 +10,11 @@ from formats.errors import RsimError
 from rsim.network import Network
 
 
-def load(path: str | Path, weights: str | Path | None = None,
-         input_shapes: Mapping[str, Any] | None = None) -> Network:
+def load(
+    path: str | Path,
+    weights: str | Path | None = None,
+    input_shapes: Mapping[str, Any] | None = None,
+) -> Network:
     """Load a model as a Network.
 
     `path`: an ONNX file (.onnx). `weights`: a separate weights file, for formats that keep them

@@ -54,7 +54,9 @@ class Layer:
     attrs: dict[str, Any] = field(default_factory=dict)
     params: dict[str, np.ndarray] = field(default_factory=dict)
     network: Network | None = field(default=None, repr=False)
-    _params_by_dtype: dict[np.dtype, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _params_by_dtype: dict[np.dtype, dict[str, np.ndarray]] = field(
+        default_factory=dict, repr=False
+    )
 
     def params_as(self, dtype: Any = np.float32) -> dict[str, np.ndarray]:
         """The layer's params in `dtype` (cached: a float64 run casts each weight once)."""
@@ -69,15 +71,19 @@ class Layer:
         """This layer alone, in float (`dtype`), on the given input arrays (one per `inputs`)."""
         dt = _float_dtype(dtype)
         if len(arrays) != len(self.inputs):
-            raise RsimError(f"layer {self.name!r} ({self.op}) takes {len(self.inputs)} input "
-                            f"array(s), got {len(arrays)}")
+            raise RsimError(
+                f"layer {self.name!r} ({self.op}) takes {len(self.inputs)} input "
+                f"array(s), got {len(arrays)}"
+            )
         xs = [np.asarray(a, dtype=dt) for a in arrays]
         y = OPS[self.op].forward(xs, self.attrs, self.params_as(dt))
         return np.asarray(y, dtype=dt)
 
     def infer_shape(self, *in_shapes: Shape) -> Shape:
         """The output shape for the given input shapes (ValueError when they do not fit)."""
-        return tuple(int(d) for d in OPS[self.op].infer_shape(list(in_shapes), self.attrs, self.params))
+        return tuple(
+            int(d) for d in OPS[self.op].infer_shape(list(in_shapes), self.attrs, self.params)
+        )
 
     @property
     def param_count(self) -> int:
@@ -94,7 +100,9 @@ class Layer:
 
     def _require_network(self) -> Network:
         if self.network is None:
-            raise RsimError(f"layer {self.name!r} does not belong to a Network, so it has no shapes")
+            raise RsimError(
+                f"layer {self.name!r} does not belong to a Network, so it has no shapes"
+            )
         return self.network
 
 
@@ -121,9 +129,16 @@ class Network:
     no `input_shapes` were given, the layers are built on the first `run_float` (or `bind`).
     """
 
-    def __init__(self, builder: Builder, input_specs: Mapping[str, tuple[int | None, ...]],
-                 outputs: list[str], *, source: Path | None = None, sha256: str | None = None,
-                 input_shapes: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        builder: Builder,
+        input_specs: Mapping[str, tuple[int | None, ...]],
+        outputs: list[str],
+        *,
+        source: Path | None = None,
+        sha256: str | None = None,
+        input_shapes: Mapping[str, Any] | None = None,
+    ) -> None:
         self._builder = builder
         self.input_specs = {k: tuple(v) for k, v in input_specs.items()}
         self.inputs: list[str] = list(input_specs)
@@ -140,24 +155,34 @@ class Network:
     def _resolve_input_shapes(self, given: Mapping[str, Any]) -> dict[str, Shape] | None:
         unknown = sorted(set(given) - set(self.inputs))
         if unknown:
-            raise RsimError(f"input_shapes names {unknown}, but the model's inputs are {self.inputs}")
+            raise RsimError(
+                f"input_shapes names {unknown}, but the model's inputs are {self.inputs}"
+            )
         bound: dict[str, Shape] = {}
         for name, spec in self.input_specs.items():
             if name in given:
                 try:
                     shape = tuple(int(d) for d in given[name])
                 except (TypeError, ValueError):
-                    raise RsimError(f"input_shapes[{name!r}] = {given[name]!r} is not a sequence of "
-                                    "integers") from None
-                if len(shape) != len(spec) or any(s is not None and s != d
-                                                  for i, (s, d) in enumerate(zip(spec, shape)) if i):
-                    raise RsimError(f"input_shapes[{name!r}] = {shape} does not fit the model's "
-                                    f"input {name!r} of shape {_spec_text(spec)}")
+                    raise RsimError(
+                        f"input_shapes[{name!r}] = {given[name]!r} is not a sequence of integers"
+                    ) from None
+                if len(shape) != len(spec) or any(
+                    s is not None and s != d
+                    for i, (s, d) in enumerate(zip(spec, shape, strict=True))
+                    if i
+                ):
+                    raise RsimError(
+                        f"input_shapes[{name!r}] = {shape} does not fit the model's "
+                        f"input {name!r} of shape {_spec_text(spec)}"
+                    )
                 bound[name] = shape
             elif any(d is None for d in spec[1:]):
                 return None
             else:
-                bound[name] = ((1 if spec[0] is None else spec[0]),) + tuple(spec[1:]) if spec else ()
+                bound[name] = (
+                    ((1 if spec[0] is None else spec[0]),) + tuple(spec[1:]) if spec else ()
+                )
         return bound
 
     def _build(self, bound: dict[str, Shape]) -> None:
@@ -174,9 +199,11 @@ class Network:
         if self._graph is not None:
             for name, shape in (bound or {}).items():
                 if tuple(shape[1:]) != tuple(self._graph.input_shapes[name][1:]):
-                    raise RsimError(f"input {name!r} is already bound to "
-                                    f"{_spec_text(('N',) + self._graph.input_shapes[name][1:])}; "
-                                    "load the model again to bind other dimensions")
+                    raise RsimError(
+                        f"input {name!r} is already bound to "
+                        f"{_spec_text(('N',) + self._graph.input_shapes[name][1:])}; "
+                        "load the model again to bind other dimensions"
+                    )
             return
         if bound is None:
             missing = [n for n in self.inputs if n not in input_shapes]
@@ -192,8 +219,10 @@ class Network:
     def graph(self) -> Graph:
         if self._graph is None:
             dims = ", ".join(f"{n}: {_spec_text(s)}" for n, s in self.input_specs.items())
-            raise RsimError(f"{self.source or 'the model'} has symbolic input dimensions ({dims}); "
-                            "pass input_shapes={name: shape} to rsim.load or run it once to bind them")
+            raise RsimError(
+                f"{self.source or 'the model'} has symbolic input dimensions ({dims}); "
+                "pass input_shapes={name: shape} to rsim.load or run it once to bind them"
+            )
         return self._graph
 
     # ----- structure ---------------------------------------------------------------------------
@@ -220,7 +249,7 @@ class Network:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise RsimError(f"no layer named {name!r}; layers are {[l.name for l in self.layers]}")
+        raise RsimError(f"no layer named {name!r}; layers are {[x.name for x in self.layers]}")
 
     def resolve(self, tensor: str) -> str:
         """The name under which `tensor`'s value is kept (itself, or what replaced it)."""
@@ -235,14 +264,22 @@ class Network:
         cached = self._shape_cache.get(batch)
         if cached is not None:
             return cached
-        shapes = {n: _with_batch(s, graph.import_batch, batch) for n, s in graph.input_shapes.items()}
+        shapes = {
+            n: _with_batch(s, graph.import_batch, batch) for n, s in graph.input_shapes.items()
+        }
         for layer in graph.layers:
             try:
                 shapes[layer.outputs[0]] = layer.infer_shape(*(shapes[t] for t in layer.inputs))
             except ValueError as error:
-                note = f" ({graph.batch_note})" if graph.batch_note and batch != graph.import_batch else ""
-                raise RsimError(f"layer {layer.name!r} ({layer.op}) cannot run a batch of {batch}: "
-                                f"{error}{note}") from error
+                note = (
+                    f" ({graph.batch_note})"
+                    if graph.batch_note and batch != graph.import_batch
+                    else ""
+                )
+                raise RsimError(
+                    f"layer {layer.name!r} ({layer.op}) cannot run a batch of {batch}: "
+                    f"{error}{note}"
+                ) from error
         self._shape_cache[batch] = shapes
         return shapes
 
@@ -262,8 +299,12 @@ class Network:
         return sum(layer.param_count for layer in self.layers)
 
     # ----- float reference path ------------------------------------------------------------------
-    def run_float(self, inputs: np.ndarray | Mapping[str, np.ndarray], collect: bool = False,
-                  dtype: Any = np.float32) -> dict[str, np.ndarray]:
+    def run_float(
+        self,
+        inputs: np.ndarray | Mapping[str, np.ndarray],
+        collect: bool = False,
+        dtype: Any = np.float32,
+    ) -> dict[str, np.ndarray]:
         """Run the network in float (`dtype`: float32 or float64).
 
         `inputs`: one array for a single-input model, or a dict by input name; the leading axis
@@ -306,18 +347,23 @@ class Network:
         elif len(self.inputs) == 1:
             feeds = {self.inputs[0]: inputs}
         else:
-            raise RsimError(f"the model has {len(self.inputs)} inputs {self.inputs}: pass a dict "
-                            "by input name")
+            raise RsimError(
+                f"the model has {len(self.inputs)} inputs {self.inputs}: pass a dict by input name"
+            )
         missing = [n for n in self.inputs if n not in feeds]
         extra = [n for n in feeds if n not in self.inputs]
         if missing or extra:
-            raise RsimError(f"inputs must be exactly {self.inputs}; missing {missing}, unknown {extra}")
+            raise RsimError(
+                f"inputs must be exactly {self.inputs}; missing {missing}, unknown {extra}"
+            )
         for name, array in feeds.items():
             if not isinstance(array, np.ndarray):
                 raise RsimError(f"input {name!r} must be a numpy array, got {type(array).__name__}")
             if array.dtype.kind != "f":
-                raise RsimError(f"input {name!r} has dtype {array.dtype}; the model takes floating-"
-                                f"point data (e.g. x.astype(np.float32))")
+                raise RsimError(
+                    f"input {name!r} has dtype {array.dtype}; the model takes floating-"
+                    f"point data (e.g. x.astype(np.float32))"
+                )
         return feeds
 
     def _check_feed_shapes(self, feeds: Mapping[str, np.ndarray]) -> int:
@@ -332,9 +378,11 @@ class Network:
             expected = ((batch,) + tuple(want[1:])) if batched else tuple(want)
             if got != expected:
                 shown = ("N",) + tuple(want[1:]) if batched else tuple(want)
-                raise RsimError(f"input {name!r} has shape {got}; the model expects "
-                                f"{_spec_text(shown)}" + (" (N = the batch, the same for every "
-                                                          "batched input)" if batched else ""))
+                raise RsimError(
+                    f"input {name!r} has shape {got}; the model expects "
+                    f"{_spec_text(shown)}"
+                    + (" (N = the batch, the same for every batched input)" if batched else "")
+                )
         return batch
 
 

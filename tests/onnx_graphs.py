@@ -42,26 +42,51 @@ class _GraphWriter:
         self.nodes.append(helper.make_node(op, inputs, [out], name=out + "_node", **attrs))
         return out
 
-    def conv(self, x: str, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
-             bias: bool = False) -> str:
+    def conv(
+        self,
+        x: str,
+        c_in: int,
+        c_out: int,
+        k: int,
+        stride: int = 1,
+        groups: int = 1,
+        bias: bool = False,
+    ) -> str:
         fan_in = c_in // groups * k * k
-        w = self.rng.normal(0, np.sqrt(2 / fan_in), (c_out, c_in // groups, k, k)).astype(np.float32)
+        w = self.rng.normal(0, np.sqrt(2 / fan_in), (c_out, c_in // groups, k, k)).astype(
+            np.float32
+        )
         inputs = [x, self.const("w", w)]
         if bias:
             inputs.append(self.const("b", self.rng.normal(0, 0.1, c_out).astype(np.float32)))
-        return self.node("Conv", inputs, kernel_shape=[k, k], strides=[stride, stride],
-                         pads=[k // 2] * 4, group=groups)
+        return self.node(
+            "Conv",
+            inputs,
+            kernel_shape=[k, k],
+            strides=[stride, stride],
+            pads=[k // 2] * 4,
+            group=groups,
+        )
 
     def batchnorm(self, x: str, c: int) -> str:
-        stats = [self.rng.uniform(0.5, 1.5, c), self.rng.normal(0, 0.1, c),
-                 self.rng.normal(0, 0.1, c), self.rng.uniform(0.5, 1.5, c)]
-        return self.node("BatchNormalization", [x] + [self.const("bn", s.astype(np.float32))
-                                                      for s in stats], epsilon=1e-5)
+        stats = [
+            self.rng.uniform(0.5, 1.5, c),
+            self.rng.normal(0, 0.1, c),
+            self.rng.normal(0, 0.1, c),
+            self.rng.uniform(0.5, 1.5, c),
+        ]
+        return self.node(
+            "BatchNormalization",
+            [x] + [self.const("bn", s.astype(np.float32)) for s in stats],
+            epsilon=1e-5,
+        )
 
     def relu6(self, x: str) -> str:
         if self.opset < 11:
             return self.node("Clip", [x], min=0.0, max=6.0)
-        return self.node("Clip", [x, self.const("lo", np.float32(0)), self.const("hi", np.float32(6))])
+        return self.node(
+            "Clip", [x, self.const("lo", np.float32(0)), self.const("hi", np.float32(6))]
+        )
 
     def hard_swish(self, x: str) -> str:
         if self.opset >= 14:
@@ -82,24 +107,36 @@ class _GraphWriter:
         """x.view(x.size(0), -1) as PyTorch exports it."""
         shape = self.node("Shape", [x])
         batch = self.node("Gather", [shape, self.const("idx", np.array(0, np.int64))], axis=0)
-        target = self.node("Concat", [self.unsqueeze(batch, [0]),
-                                      self.const("rest", np.array([-1], np.int64))], axis=0)
+        target = self.node(
+            "Concat",
+            [self.unsqueeze(batch, [0]), self.const("rest", np.array([-1], np.int64))],
+            axis=0,
+        )
         return self.node("Reshape", [x, target])
 
     def model(self, x: str, out: str, channels: int, size: int, classes: int) -> onnx.ModelProto:
         graph = helper.make_graph(
-            self.nodes, "net",
+            self.nodes,
+            "net",
             [helper.make_tensor_value_info(x, TensorProto.FLOAT, ["N", channels, size, size])],
             [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["N", classes])],
-            initializer=self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
-                                  ir_version=IR_VERSION)
+            initializer=self.inits,
+        )
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", self.opset)], ir_version=IR_VERSION
+        )
         onnx.checker.check_model(model)
         return model
 
 
-def resnet_style(opset: int, *, size: int = 32, widths: tuple[int, ...] = (8, 16, 32),
-                 classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+def resnet_style(
+    opset: int,
+    *,
+    size: int = 32,
+    widths: tuple[int, ...] = (8, 16, 32),
+    classes: int = 10,
+    seed: int = 0,
+) -> onnx.ModelProto:
     """Stem conv (stride 2) + BN + ReLU + max pool, then per width a residual block (the first of
     each later width downsamples by 2 with a 1x1 projection), global pool, flatten, FC."""
     g = _GraphWriter(opset, seed)
@@ -117,7 +154,9 @@ def resnet_style(opset: int, *, size: int = 32, widths: tuple[int, ...] = (8, 16
     return g.model("input", y, 3, size, classes)
 
 
-def mobilenet_style(opset: int, *, size: int = 32, classes: int = 10, seed: int = 0) -> onnx.ModelProto:
+def mobilenet_style(
+    opset: int, *, size: int = 32, classes: int = 10, seed: int = 0
+) -> onnx.ModelProto:
     """Stem conv + BN + HardSwish, two inverted-residual blocks (1x1 expand + ReLU6, depthwise 3x3
     + ReLU6, squeeze-excite, 1x1 project; the second with a residual Add), GAP, FC, Softmax."""
     g = _GraphWriter(opset, seed)

@@ -19,7 +19,9 @@ from rsim.ops import OP_NAMES
 from tests.onnx_graphs import IR_VERSION, mobilenet_style, resnet_style
 
 MNIST8 = Path(__file__).resolve().parents[2] / "shared" / "real" / "onnx-mnist8" / "model.onnx"
-needs_mnist8 = pytest.mark.skipif(not MNIST8.exists(), reason="../shared/real/onnx-mnist8 is not present")
+needs_mnist8 = pytest.mark.skipif(
+    not MNIST8.exists(), reason="../shared/real/onnx-mnist8 is not present"
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +39,16 @@ def mobilenet_path(tmp_path_factory) -> Path:
 
 
 def _save(tmp_path: Path, nodes, x_dims, consts=(), y_dims=None, opset=13) -> Path:
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_dims)],
-                              initializer=[numpy_helper.from_array(v, k) for k, v in dict(consts).items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION)
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_dims)],
+        initializer=[numpy_helper.from_array(v, k) for k, v in dict(consts).items()],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION
+    )
     path = tmp_path / "m.onnx"
     onnx.save(model, path)
     return path
@@ -60,15 +68,22 @@ def test_layers_are_topological_with_canonical_ops_and_float32_params(resnet):
 def test_conv_attrs_are_normalised_tuples_and_weights_oihw(resnet):
     stem = resnet.layers[0]
     assert stem.op == "conv"
-    assert stem.attrs == {"kernel": (7, 7), "strides": (2, 2), "dilations": (1, 1),
-                          "pads": (3, 3, 3, 3), "groups": 1}
+    assert stem.attrs == {
+        "kernel": (7, 7),
+        "strides": (2, 2),
+        "dilations": (1, 1),
+        "pads": (3, 3, 3, 3),
+        "groups": 1,
+    }
     assert stem.params["weight"].shape == (8, 3, 7, 7) and stem.params["bias"].shape == (8,)
 
 
 def test_evaluating_each_layer_alone_reproduces_the_collected_run(resnet):
     x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
     tensors = resnet.run_float(x, collect=True)
-    assert set(tensors) == set(resnet.inputs) | {l.outputs[0] for l in resnet.layers} | set(resnet.outputs)
+    assert set(tensors) == set(resnet.inputs) | {layer.outputs[0] for layer in resnet.layers} | set(
+        resnet.outputs
+    )
     for layer in resnet.layers:
         alone = layer.forward(*(tensors[t] for t in layer.inputs))
         np.testing.assert_array_equal(alone, tensors[layer.outputs[0]])
@@ -77,15 +92,32 @@ def test_evaluating_each_layer_alone_reproduces_the_collected_run(resnet):
 
 def test_folded_batchnorm_output_is_reported_under_the_batchnorm_tensor(tmp_path):
     rng = np.random.default_rng(1)
-    consts = {"w": rng.normal(size=(4, 2, 3, 3)).astype(np.float32), "g": np.full(4, 2, np.float32),
-              "b": np.ones(4, np.float32), "m": np.zeros(4, np.float32), "v": np.ones(4, np.float32)}
-    path = _save(tmp_path, [helper.make_node("Conv", ["x", "w"], ["conv_out"], name="conv"),
-                            helper.make_node("BatchNormalization", ["conv_out", "g", "b", "m", "v"],
-                                             ["bn_out"], name="bn", epsilon=0.0),
-                            helper.make_node("Relu", ["bn_out"], ["y"], name="relu")],
-                 ["N", 2, 5, 5], consts, y_dims=["N", 4, 3, 3])
+    consts = {
+        "w": rng.normal(size=(4, 2, 3, 3)).astype(np.float32),
+        "g": np.full(4, 2, np.float32),
+        "b": np.ones(4, np.float32),
+        "m": np.zeros(4, np.float32),
+        "v": np.ones(4, np.float32),
+    }
+    path = _save(
+        tmp_path,
+        [
+            helper.make_node("Conv", ["x", "w"], ["conv_out"], name="conv"),
+            helper.make_node(
+                "BatchNormalization",
+                ["conv_out", "g", "b", "m", "v"],
+                ["bn_out"],
+                name="bn",
+                epsilon=0.0,
+            ),
+            helper.make_node("Relu", ["bn_out"], ["y"], name="relu"),
+        ],
+        ["N", 2, 5, 5],
+        consts,
+        y_dims=["N", 4, 3, 3],
+    )
     net = rsim.load(path)
-    assert [l.op for l in net.layers] == ["conv", "relu"]
+    assert [layer.op for layer in net.layers] == ["conv", "relu"]
     assert net.layers[0].outputs == ("bn_out",)
     assert net.aliases == {"conv_out": "bn_out"}
     np.testing.assert_allclose(net.layers[0].params["weight"], 2 * consts["w"])
@@ -93,16 +125,25 @@ def test_folded_batchnorm_output_is_reported_under_the_batchnorm_tensor(tmp_path
     x = rng.normal(size=(1, 2, 5, 5)).astype(np.float32)
     collected = net.run_float(x, collect=True)
     assert "conv_out" not in collected and net.shape("conv_out", 1) == (1, 4, 3, 3)
-    (want,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    (want,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x}
+    )
     np.testing.assert_allclose(np.maximum(collected["bn_out"], 0), want, rtol=1e-5, atol=1e-6)
 
 
 def test_identity_and_dropout_vanish_and_graph_outputs_keep_their_names(tmp_path):
-    path = _save(tmp_path, [helper.make_node("Relu", ["x"], ["r"]),
-                            helper.make_node("Dropout", ["r"], ["d"]),
-                            helper.make_node("Identity", ["d"], ["y"])], ["N", 3], y_dims=["N", 3])
+    path = _save(
+        tmp_path,
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Dropout", ["r"], ["d"]),
+            helper.make_node("Identity", ["d"], ["y"]),
+        ],
+        ["N", 3],
+        y_dims=["N", 3],
+    )
     net = rsim.load(path)
-    assert [l.op for l in net.layers] == ["relu"]
+    assert [layer.op for layer in net.layers] == ["relu"]
     assert net.resolve("y") == "r"
     x = np.array([[-1.0, 0.5, 2.0]], np.float32)
     assert list(net.run_float(x)) == ["y"]
@@ -112,8 +153,13 @@ def test_identity_and_dropout_vanish_and_graph_outputs_keep_their_names(tmp_path
 def test_gemm_weight_is_k_by_n_with_alpha_and_beta_folded(tmp_path):
     b = np.arange(12, dtype=np.float32).reshape(4, 3)  # (N, K) with transB
     c = np.array([1, 2, 3, 4], np.float32)
-    path = _save(tmp_path, [helper.make_node("Gemm", ["x", "b", "c"], ["y"], transB=1, alpha=2.0, beta=0.5)],
-                 ["N", 3], {"b": b, "c": c}, y_dims=["N", 4])
+    path = _save(
+        tmp_path,
+        [helper.make_node("Gemm", ["x", "b", "c"], ["y"], transB=1, alpha=2.0, beta=0.5)],
+        ["N", 3],
+        {"b": b, "c": c},
+        y_dims=["N", 4],
+    )
     (layer,) = rsim.load(path).layers
     assert layer.op == "gemm"
     np.testing.assert_array_equal(layer.params["weight"], 2 * b.T)
@@ -123,8 +169,16 @@ def test_gemm_weight_is_k_by_n_with_alpha_and_beta_folded(tmp_path):
 @needs_mnist8
 def test_mnist8_folds_its_bias_adds_and_rewrites_its_batch_1_reshape():
     net = rsim.load(MNIST8)
-    assert [l.op for l in net.layers] == ["conv", "relu", "maxpool", "conv", "relu", "maxpool",
-                                          "reshape", "gemm"]
+    assert [layer.op for layer in net.layers] == [
+        "conv",
+        "relu",
+        "maxpool",
+        "conv",
+        "relu",
+        "maxpool",
+        "reshape",
+        "gemm",
+    ]
     assert net.layers[0].params["bias"].shape == (8,)
     assert net.aliases["Convolution28_Output_0"] == "Plus30_Output_0"
     assert net.layers[6].attrs["shape"] == (0, 256)
@@ -161,8 +215,13 @@ def test_macs_follow_the_conv_and_fc_formulas_and_scale_with_batch():
 
 
 def test_reshape_that_folds_the_batch_away_runs_only_the_exported_batch(tmp_path):
-    path = _save(tmp_path, [helper.make_node("Reshape", ["x", "s"], ["y"], name="flat_all")],
-                 [1, 2, 3], {"s": np.array([6], np.int64)}, y_dims=[6])
+    path = _save(
+        tmp_path,
+        [helper.make_node("Reshape", ["x", "s"], ["y"], name="flat_all")],
+        [1, 2, 3],
+        {"s": np.array([6], np.int64)},
+        y_dims=[6],
+    )
     net = rsim.load(path)
     np.testing.assert_array_equal(net.run_float(np.ones((1, 2, 3), np.float32))["y"], np.ones(6))
     with pytest.raises(RsimError, match="'flat_all'.*batch of 3.*exported for batch 1"):
@@ -171,12 +230,14 @@ def test_reshape_that_folds_the_batch_away_runs_only_the_exported_batch(tmp_path
 
 def test_symbolic_height_and_width_bind_on_first_run_or_from_input_shapes(tmp_path):
     w = np.random.default_rng(3).normal(size=(2, 3, 3, 3)).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
-             helper.make_node("GlobalAveragePool", ["c"], ["y"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("GlobalAveragePool", ["c"], ["y"]),
+    ]
     path = _save(tmp_path, nodes, ["N", 3, "H", "W"], {"w": w}, y_dims=["N", 2, 1, 1])
     lazy = rsim.load(path)
     with pytest.raises(RsimError, match="symbolic input dimensions.*input_shapes"):
-        lazy.layers
+        lazy.shape("c")
     x = np.random.default_rng(4).normal(size=(2, 3, 10, 12)).astype(np.float32)
     y = lazy.run_float(x)["y"]
     assert y.shape == (2, 2, 1, 1) and lazy.shape("c", batch=4) == (4, 2, 10, 12)

@@ -20,8 +20,9 @@ def _save(nodes, path: Path, inits=(), inputs=None, outputs=None, opset: int = 1
     inputs = inputs or [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])]
     outputs = outputs or [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])]
     graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              ir_version=IR_VERSION)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=IR_VERSION
+    )
     onnx.save(model, path)
     return path
 
@@ -50,7 +51,9 @@ def test_garbage_bytes_are_reported_as_corrupt(tmp_path):
 
 def test_input_of_wrong_shape_names_the_input_and_expected_shape(mobilenet_file):
     net = rsim.load(mobilenet_file)
-    with pytest.raises(RsimError, match=r"input 'input' has shape \(2, 3, 30, 32\).*\[N, 3, 32, 32\]"):
+    with pytest.raises(
+        RsimError, match=r"input 'input' has shape \(2, 3, 30, 32\).*\[N, 3, 32, 32\]"
+    ):
         net.run_float(np.zeros((2, 3, 30, 32), np.float32))
     with pytest.raises(RsimError, match="has shape"):
         net.run_float(np.zeros((3, 32, 32), np.float32))
@@ -79,13 +82,22 @@ def test_unsupported_operator_names_node_op_and_supported_list(tmp_path):
 
 def test_operator_of_a_foreign_domain_is_unsupported(tmp_path):
     node = helper.make_node("FusedConv", ["x"], ["y"], name="fused", domain="com.microsoft")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, ir_version=IR_VERSION, opset_imports=[
-        helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(
+        graph,
+        ir_version=IR_VERSION,
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)],
+    )
     path = tmp_path / "ms.onnx"
     onnx.save(model, path)
-    with pytest.raises(RsimError, match="'fused' \\(FusedConv\\) in domain 'com.microsoft' is not supported"):
+    with pytest.raises(
+        RsimError, match="'fused' \\(FusedConv\\) in domain 'com.microsoft' is not supported"
+    ):
         rsim.load(path)
 
 
@@ -97,16 +109,23 @@ def _external_model(tmp_path: Path, location: str) -> Path:
         weight.external_data.add(key=key, value=value)
     folder = tmp_path / "model"
     folder.mkdir(exist_ok=True)
-    return _save([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")],
-                 folder / "ext.onnx", inits=[weight])
+    return _save(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")],
+        folder / "ext.onnx",
+        inits=[weight],
+    )
 
 
 def test_external_data_inside_the_model_folder_is_read(tmp_path):
     path = _external_model(tmp_path, "weights.bin")
-    (path.parent / "weights.bin").write_bytes(np.arange(16, dtype=np.float32).reshape(4, 4).tobytes())
+    (path.parent / "weights.bin").write_bytes(
+        np.arange(16, dtype=np.float32).reshape(4, 4).tobytes()
+    )
     net = rsim.load(path)
     x = np.ones((2, 4), np.float32)
-    np.testing.assert_array_equal(net.run_float(x)["y"], x @ np.arange(16, dtype=np.float32).reshape(4, 4))
+    np.testing.assert_array_equal(
+        net.run_float(x)["y"], x @ np.arange(16, dtype=np.float32).reshape(4, 4)
+    )
 
 
 @pytest.mark.parametrize("location", ["../secret.bin", "/etc/passwd", "sub/../../secret.bin"])
@@ -118,16 +137,20 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path, location):
 
 
 def test_cycle_is_reported(tmp_path):
-    nodes = [helper.make_node("Add", ["x", "b"], ["a"], name="first"),
-             helper.make_node("Relu", ["a"], ["b"], name="second"),
-             helper.make_node("Relu", ["b"], ["y"], name="out")]
+    nodes = [
+        helper.make_node("Add", ["x", "b"], ["a"], name="first"),
+        helper.make_node("Relu", ["a"], ["b"], name="second"),
+        helper.make_node("Relu", ["b"], ["y"], name="out"),
+    ]
     path = _save(nodes, tmp_path / "cycle.onnx")
     with pytest.raises(RsimError, match="cycle"):
         rsim.load(path)
 
 
 def test_dangling_tensor_names_node_and_tensor(tmp_path):
-    path = _save([helper.make_node("Add", ["x", "nowhere"], ["y"], name="adder")], tmp_path / "d.onnx")
+    path = _save(
+        [helper.make_node("Add", ["x", "nowhere"], ["y"], name="adder")], tmp_path / "d.onnx"
+    )
     with pytest.raises(RsimError, match="'adder' \\(Add\\) reads tensor 'nowhere'.*dangling"):
         rsim.load(path)
 
@@ -148,11 +171,17 @@ def test_missing_file_and_unknown_suffix_are_reported(tmp_path):
 
 
 def test_conv_weight_that_is_not_constant_is_reported(tmp_path):
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4]),
-              helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 1, 3, 3])]
+    inputs = [
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4]),
+        helper.make_tensor_value_info("w", TensorProto.FLOAT, [1, 1, 3, 3]),
+    ]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 2, 2])]
-    path = _save([helper.make_node("Conv", ["x", "w"], ["y"], name="c")], tmp_path / "c.onnx",
-                 inputs=inputs, outputs=outputs)
+    path = _save(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+        tmp_path / "c.onnx",
+        inputs=inputs,
+        outputs=outputs,
+    )
     with pytest.raises(RsimError, match="'c' \\(Conv\\): the Conv weight must be a constant"):
         rsim.load(path)
 
@@ -170,8 +199,14 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, case):
         (tmp_path / "secret.bin").write_bytes(bytes(64))
         path = _external_model(tmp_path, "../secret.bin")
     else:
-        path = _save([helper.make_node("Add", ["x", "b"], ["a"]), helper.make_node("Relu", ["a"], ["b"]),
-                      helper.make_node("Relu", ["b"], ["y"])], tmp_path / "cyc.onnx")
+        path = _save(
+            [
+                helper.make_node("Add", ["x", "b"], ["a"]),
+                helper.make_node("Relu", ["a"], ["b"]),
+                helper.make_node("Relu", ["b"], ["y"]),
+            ],
+            tmp_path / "cyc.onnx",
+        )
     result = CliRunner().invoke(cli, ["info", str(path)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -183,5 +218,6 @@ def test_cli_reports_a_malformed_input_shape_option(mobilenet_file):
 
     result = CliRunner().invoke(cli, ["info", str(mobilenet_file), "--input-shape", "input:1x3"])
     assert result.exit_code == 2
-    assert result.stderr.strip() == ("rsim: error: --input-shape 'input:1x3' is not NAME=DIMS "
-                                     "(e.g. input=1x3x224x224)")
+    assert result.stderr.strip() == (
+        "rsim: error: --input-shape 'input:1x3' is not NAME=DIMS (e.g. input=1x3x224x224)"
+    )

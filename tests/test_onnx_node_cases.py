@@ -3,7 +3,8 @@
 The onnx wheel ships no test data folder, so the cases come from the test-case generators in
 `onnx.backend.test.case.node` (the same generators `collect_testcases()` runs; importing only the
 modules of the operators rsim supports takes about 12 s, mostly MaxPool/AveragePool's 3-D
-references, instead of the ~25 s of collecting all ~1,900 cases). Every case whose graph uses only operators rsim supports is collected, then:
+references, instead of the ~25 s of collecting all ~1,900 cases). Every case whose graph uses
+only operators rsim supports is collected, then:
 
 Included: all such cases with float32/float64 data, at the opset the case was written for. Cases
 stamped with an opset above 21 (rsim reads 7..21) are relabelled to opset 21 when the operator's
@@ -41,15 +42,52 @@ from onnx import numpy_helper
 import rsim
 from rsim.frontends.onnx import COMPUTE_OPS, MAX_OPSET, REMOVED_OPS
 
-CASE_MODULES = ("conv", "convtranspose", "gemm", "matmul", "relu", "leakyrelu", "clip", "sigmoid",
-                "tanh", "hardsigmoid", "hardswish", "maxpool", "averagepool", "globalaveragepool",
-                "batch_normalization", "add", "sub", "mul", "div", "concat", "flatten", "reshape",
-                "transpose", "squeeze", "unsqueeze", "pad", "softmax", "lrn", "dropout", "identity")
+CASE_MODULES = (
+    "conv",
+    "convtranspose",
+    "gemm",
+    "matmul",
+    "relu",
+    "leakyrelu",
+    "clip",
+    "sigmoid",
+    "tanh",
+    "hardsigmoid",
+    "hardswish",
+    "maxpool",
+    "averagepool",
+    "globalaveragepool",
+    "batch_normalization",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "concat",
+    "flatten",
+    "reshape",
+    "transpose",
+    "squeeze",
+    "unsqueeze",
+    "pad",
+    "softmax",
+    "lrn",
+    "dropout",
+    "identity",
+)
 
 # input positions (beyond the first) that rsim needs as constants, per op type
-CONSTANT_INPUTS = {"Conv": {1, 2}, "ConvTranspose": {1, 2}, "Gemm": {1, 2},
-                   "BatchNormalization": {1, 2, 3, 4}, "Clip": {1, 2}, "Pad": {1, 2, 3},
-                   "Reshape": {1}, "Squeeze": {1}, "Unsqueeze": {1}, "Dropout": {1, 2}}
+CONSTANT_INPUTS = {
+    "Conv": {1, 2},
+    "ConvTranspose": {1, 2},
+    "Gemm": {1, 2},
+    "BatchNormalization": {1, 2, 3, 4},
+    "Clip": {1, 2},
+    "Pad": {1, 2, 3},
+    "Reshape": {1},
+    "Squeeze": {1},
+    "Unsqueeze": {1},
+    "Dropout": {1, 2},
+}
 SUPPORTED = set(COMPUTE_OPS) | set(REMOVED_OPS)
 
 
@@ -74,8 +112,11 @@ CASES = _collect()
 def _same_schema(op: str, version: int) -> bool:
     new = onnx.defs.get_schema(op, version)
     old = onnx.defs.get_schema(op, MAX_OPSET)
-    return (set(new.attributes) == set(old.attributes) and len(new.inputs) == len(old.inputs)
-            and len(new.outputs) == len(old.outputs))
+    return (
+        set(new.attributes) == set(old.attributes)
+        and len(new.inputs) == len(old.inputs)
+        and len(new.outputs) == len(old.outputs)
+    )
 
 
 def exclusion_reason(case) -> str | None:
@@ -89,8 +130,12 @@ def exclusion_reason(case) -> str | None:
             if len(x.type.tensor_type.shape.dim) != 4:
                 return "1-D/3-D convolution or pooling: rsim's spatial ops are 2-D"
         if node.op_type in ("BatchNormalization", "Dropout") and (
-                attrs.get("training_mode") or len(node.input) > 2 and node.op_type == "Dropout"
-                or len(node.output) > 1 and node.op_type == "BatchNormalization"):
+            attrs.get("training_mode")
+            or len(node.input) > 2
+            and node.op_type == "Dropout"
+            or len(node.output) > 1
+            and node.op_type == "BatchNormalization"
+        ):
             return "training mode: rsim runs inference only"
         if node.op_type == "Dropout" and len(node.output) > 1:
             return "Dropout mask output: rsim removes Dropout"
@@ -115,7 +160,7 @@ def _adapted_model(case, inputs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]
     model.CopyFrom(case.model)
     graph = model.graph
     names = [v.name for v in graph.input]
-    values = dict(zip(names, inputs))
+    values = dict(zip(names, inputs, strict=True))
     constant = set()
     for node in graph.node:
         for position in CONSTANT_INPUTS.get(node.op_type, ()):
@@ -146,9 +191,14 @@ def test_onnx_node_case_matches_expected_outputs(case, tmp_path: Path):
         net = rsim.load(path)
         dtype = np.result_type(*feeds.values())
         got = net.run_float(feeds, dtype=dtype)
-        for name, want in zip(net.outputs, expected):
-            np.testing.assert_allclose(got[name], want, rtol=case.rtol, atol=case.atol,
-                                       err_msg=f"{case.name} output {name}")
+        for name, want in zip(net.outputs, expected, strict=True):
+            np.testing.assert_allclose(
+                got[name],
+                want,
+                rtol=case.rtol,
+                atol=case.atol,
+                err_msg=f"{case.name} output {name}",
+            )
 
 
 def test_every_supported_operator_has_an_included_node_case():
@@ -158,31 +208,71 @@ def test_every_supported_operator_has_an_included_node_case():
 
 EXPECTED_EXCLUSIONS = {
     "integer/bool data": [
-        "test_add_int16", "test_add_int8", "test_add_uint16", "test_add_uint32", "test_add_uint64",
-        "test_add_uint8", "test_clip_default_int8_inbounds", "test_clip_default_int8_inbounds_expanded",
-        "test_clip_default_int8_max", "test_clip_default_int8_min", "test_div_int16",
-        "test_div_int32_trunc", "test_div_int8", "test_div_uint16", "test_div_uint32",
-        "test_div_uint64", "test_div_uint8", "test_edge_pad", "test_maxpool_2d_uint8",
-        "test_mul_int16", "test_mul_int8", "test_mul_uint16", "test_mul_uint32", "test_mul_uint64",
-        "test_mul_uint8", "test_reflect_pad", "test_sub_int16", "test_sub_int8", "test_sub_uint16",
-        "test_sub_uint32", "test_sub_uint64", "test_sub_uint8", "test_wrap_pad"],
+        "test_add_int16",
+        "test_add_int8",
+        "test_add_uint16",
+        "test_add_uint32",
+        "test_add_uint64",
+        "test_add_uint8",
+        "test_clip_default_int8_inbounds",
+        "test_clip_default_int8_inbounds_expanded",
+        "test_clip_default_int8_max",
+        "test_clip_default_int8_min",
+        "test_div_int16",
+        "test_div_int32_trunc",
+        "test_div_int8",
+        "test_div_uint16",
+        "test_div_uint32",
+        "test_div_uint64",
+        "test_div_uint8",
+        "test_edge_pad",
+        "test_maxpool_2d_uint8",
+        "test_mul_int16",
+        "test_mul_int8",
+        "test_mul_uint16",
+        "test_mul_uint32",
+        "test_mul_uint64",
+        "test_mul_uint8",
+        "test_reflect_pad",
+        "test_sub_int16",
+        "test_sub_int8",
+        "test_sub_uint16",
+        "test_sub_uint32",
+        "test_sub_uint64",
+        "test_sub_uint8",
+        "test_wrap_pad",
+    ],
     "1-D/3-D convolution or pooling": [
-        "test_averagepool_1d_default", "test_averagepool_3d_default",
+        "test_averagepool_1d_default",
+        "test_averagepool_3d_default",
         "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_False",
         "test_averagepool_3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True",
         "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False",
         "test_averagepool_3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True",
-        "test_averagepool_3d_dilations_small", "test_convtranspose_1d", "test_convtranspose_3d",
-        "test_maxpool_1d_default", "test_maxpool_3d_default", "test_maxpool_3d_dilations",
-        "test_maxpool_3d_dilations_use_ref_impl", "test_maxpool_3d_dilations_use_ref_impl_large"],
+        "test_averagepool_3d_dilations_small",
+        "test_convtranspose_1d",
+        "test_convtranspose_3d",
+        "test_maxpool_1d_default",
+        "test_maxpool_3d_default",
+        "test_maxpool_3d_dilations",
+        "test_maxpool_3d_dilations_use_ref_impl",
+        "test_maxpool_3d_dilations_use_ref_impl_large",
+    ],
     "training mode": [
-        "test_batchnorm_epsilon_training_mode", "test_batchnorm_example_training_mode",
-        "test_training_dropout", "test_training_dropout_default", "test_training_dropout_default_mask",
-        "test_training_dropout_mask", "test_training_dropout_zero_ratio",
-        "test_training_dropout_zero_ratio_mask"],
+        "test_batchnorm_epsilon_training_mode",
+        "test_batchnorm_example_training_mode",
+        "test_training_dropout",
+        "test_training_dropout_default",
+        "test_training_dropout_default_mask",
+        "test_training_dropout_mask",
+        "test_training_dropout_zero_ratio",
+        "test_training_dropout_zero_ratio_mask",
+    ],
     "Dropout mask output": ["test_dropout_default_mask", "test_dropout_default_mask_ratio"],
-    "MaxPool Indices output": ["test_maxpool_with_argmax_2d_precomputed_pads",
-                               "test_maxpool_with_argmax_2d_precomputed_strides"],
+    "MaxPool Indices output": [
+        "test_maxpool_with_argmax_2d_precomputed_pads",
+        "test_maxpool_with_argmax_2d_precomputed_strides",
+    ],
     "sequence/optional values": ["test_identity_opt", "test_identity_sequence"],
     "empty tensors": ["test_reshape_allowzero_reordered"],
 }
@@ -193,4 +283,6 @@ def test_excluded_node_cases_are_exactly_the_listed_ones_for_the_listed_reasons(
     for name, reason in REASONS.items():
         if reason is not None:
             found.setdefault(reason.split(":")[0], []).append(name)
-    assert {k: sorted(v) for k, v in found.items()} == {k: sorted(v) for k, v in EXPECTED_EXCLUSIONS.items()}
+    assert {k: sorted(v) for k, v in found.items()} == {
+        k: sorted(v) for k, v in EXPECTED_EXCLUSIONS.items()
+    }

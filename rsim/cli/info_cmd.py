@@ -27,7 +27,9 @@ def parse_input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
                 raise ValueError
             shapes[name] = tuple(int(d) for d in dims.replace(",", "x").split("x"))
         except ValueError:
-            raise RsimError(f"--input-shape {spec!r} is not NAME=DIMS (e.g. input=1x3x224x224)") from None
+            raise RsimError(
+                f"--input-shape {spec!r} is not NAME=DIMS (e.g. input=1x3x224x224)"
+            ) from None
     return shapes
 
 
@@ -37,10 +39,19 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 @click.command("info")
 @click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=DIMS",
-              help="Bind an input's symbolic dimensions, e.g. input=1x3x224x224 (repeatable).")
-@click.option("--batch", type=int, default=None, help="Batch size for shapes and MACs "
-              "(default: the batch bound at import).")
+@click.option(
+    "--input-shape",
+    "input_shape",
+    multiple=True,
+    metavar="NAME=DIMS",
+    help="Bind an input's symbolic dimensions, e.g. input=1x3x224x224 (repeatable).",
+)
+@click.option(
+    "--batch",
+    type=int,
+    default=None,
+    help="Batch size for shapes and MACs (default: the batch bound at import).",
+)
 def info_command(model: Path | None, input_shape: tuple[str, ...], batch: int | None) -> None:
     """Show MODEL's layers (op, input/output shapes, parameters, MACs) and totals.
 
@@ -51,24 +62,46 @@ def info_command(model: Path | None, input_shape: tuple[str, ...], batch: int | 
     path = model or default_model_path()
     net = load(path, input_shapes=parse_input_shapes(input_shape) or None)
     if not net.is_bound:
-        dims = ", ".join(f"{n}=" + "x".join("?" if d is None else str(d) for d in spec)
-                         for n, spec in net.input_specs.items())
-        raise RsimError(f"{path} has symbolic input dimensions ({dims}); give them with "
-                        "--input-shape NAME=DIMS")
+        dims = ", ".join(
+            f"{n}=" + "x".join("?" if d is None else str(d) for d in spec)
+            for n, spec in net.input_specs.items()
+        )
+        raise RsimError(
+            f"{path} has symbolic input dimensions ({dims}); give them with --input-shape NAME=DIMS"
+        )
     shapes = net.shapes(batch)
     batch = net.import_batch if batch is None else batch
     table = Table(title=f"{path.name}  (batch {batch})", title_justify="left")
-    for column, justify in (("#", "right"), ("layer", "left"), ("op", "left"), ("input", "left"),
-                            ("output", "left"), ("params", "right"), ("MACs", "right")):
+    for column, justify in (
+        ("#", "right"),
+        ("layer", "left"),
+        ("op", "left"),
+        ("input", "left"),
+        ("output", "left"),
+        ("params", "right"),
+        ("MACs", "right"),
+    ):
         table.add_column(column, justify=justify, overflow="fold")  # wrap long names, never cut
     for index, layer in enumerate(net.layers):
-        table.add_row(str(index), layer.name, layer.op,
-                      ", ".join(_dims(shapes[t]) for t in layer.inputs),
-                      _dims(shapes[layer.outputs[0]]), f"{layer.param_count:,}",
-                      f"{layer.macs(batch):,}")
+        table.add_row(
+            str(index),
+            layer.name,
+            layer.op,
+            ", ".join(_dims(shapes[t]) for t in layer.inputs),
+            _dims(shapes[layer.outputs[0]]),
+            f"{layer.param_count:,}",
+            f"{layer.macs(batch):,}",
+        )
     table.add_section()
-    table.add_row("", "total", f"{len(net.layers)} layers", "", "", f"{net.param_count:,}",
-                  f"{net.macs(batch):,}")
+    table.add_row(
+        "",
+        "total",
+        f"{len(net.layers)} layers",
+        "",
+        "",
+        f"{net.param_count:,}",
+        f"{net.macs(batch):,}",
+    )
     console = Console()
     console.print(f"model  {path}\nsha256 {net.sha256}")
     console.print("inputs  " + ", ".join(f"{n} {_dims(shapes[n])}" for n in net.inputs))

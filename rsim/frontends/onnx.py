@@ -27,25 +27,76 @@ from rsim.ops.layout import reshape_target
 MIN_OPSET, MAX_OPSET = 7, 21
 
 # ONNX operators that become IR layers (a few become more than one)
-COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "LeakyRelu", "Clip", "Sigmoid",
-               "Tanh", "HardSigmoid", "HardSwish", "MaxPool", "AveragePool", "GlobalAveragePool",
-               "BatchNormalization", "Add", "Sub", "Mul", "Div", "Concat", "Flatten", "Reshape",
-               "Transpose", "Squeeze", "Unsqueeze", "Pad", "Softmax", "LRN")
+COMPUTE_OPS = (
+    "Conv",
+    "ConvTranspose",
+    "Gemm",
+    "MatMul",
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "BatchNormalization",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Concat",
+    "Flatten",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Pad",
+    "Softmax",
+    "LRN",
+)
 # ONNX operators whose output is their input at inference
 REMOVED_OPS = ("Dropout", "Identity")
 # any deterministic operator whose inputs are all constants is evaluated at import; these are
 # the ones exporters emit in shape subgraphs, named in the unsupported-operator message
-FOLDED_EXAMPLES = ("Shape", "Size", "Gather", "Slice", "Concat", "Cast", "Constant",
-                   "ConstantOfShape", "Unsqueeze", "Squeeze", "Reshape", "Range", "Expand")
-NONDETERMINISTIC_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-                        "Multinomial", "Bernoulli")
-FLOAT_TENSOR_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16,
-                      onnx.TensorProto.BFLOAT16)
+FOLDED_EXAMPLES = (
+    "Shape",
+    "Size",
+    "Gather",
+    "Slice",
+    "Concat",
+    "Cast",
+    "Constant",
+    "ConstantOfShape",
+    "Unsqueeze",
+    "Squeeze",
+    "Reshape",
+    "Range",
+    "Expand",
+)
+NONDETERMINISTIC_OPS = (
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+)
+FLOAT_TENSOR_TYPES = (
+    onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+    onnx.TensorProto.FLOAT16,
+    onnx.TensorProto.BFLOAT16,
+)
 
 
 def supported_ops_text() -> str:
-    return (f"{', '.join(COMPUTE_OPS + REMOVED_OPS)}; and, folded at import, any operator whose "
-            f"inputs are all constants ({', '.join(FOLDED_EXAMPLES)}, ...)")
+    return (
+        f"{', '.join(COMPUTE_OPS + REMOVED_OPS)}; and, folded at import, any operator whose "
+        f"inputs are all constants ({', '.join(FOLDED_EXAMPLES)}, ...)"
+    )
 
 
 def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network:
@@ -75,19 +126,29 @@ def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network
     def build(bound: dict[str, Shape]) -> Graph:
         return _Converter(model, opset, path, bound).convert()
 
-    return Network(build, specs, outputs, source=path, sha256=hashlib.sha256(data).hexdigest(),
-                   input_shapes=input_shapes)
+    return Network(
+        build,
+        specs,
+        outputs,
+        source=path,
+        sha256=hashlib.sha256(data).hexdigest(),
+        input_shapes=input_shapes,
+    )
 
 
 def _parse(path: Path, data: bytes) -> onnx.ModelProto:
     try:
         model = onnx.load_model_from_string(data)
     except Exception as error:  # protobuf raises DecodeError and friends
-        raise RsimError(f"{path} is not a readable ONNX model (truncated or corrupt file): "
-                        f"{type(error).__name__}: {error}") from error
+        raise RsimError(
+            f"{path} is not a readable ONNX model (truncated or corrupt file): "
+            f"{type(error).__name__}: {error}"
+        ) from error
     if not model.HasField("graph") or not model.graph.output:
-        raise RsimError(f"{path} is not a readable ONNX model (truncated or corrupt file): "
-                        "it has no graph outputs")
+        raise RsimError(
+            f"{path} is not a readable ONNX model (truncated or corrupt file): "
+            "it has no graph outputs"
+        )
     return model
 
 
@@ -114,11 +175,14 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         location = info.get("location", "")
         target = (folder / location).resolve()
         if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
-            raise RsimError(f"{path}: tensor {tensor.name!r} points to external data {location!r} "
-                            f"outside the model's folder {folder}; external data must stay inside it")
+            raise RsimError(
+                f"{path}: tensor {tensor.name!r} points to external data {location!r} "
+                f"outside the model's folder {folder}; external data must stay inside it"
+            )
         if not target.is_file():
-            raise RsimError(f"{path}: external data file {location!r} of tensor {tensor.name!r} "
-                            "does not exist")
+            raise RsimError(
+                f"{path}: external data file {location!r} of tensor {tensor.name!r} does not exist"
+            )
     try:
         external_data_helper.load_external_data_for_model(model, str(folder))
     except Exception as error:  # short files, bad offsets
@@ -129,7 +193,9 @@ def _default_opset(model: onnx.ModelProto, path: Path) -> int:
     versions = {o.domain: o.version for o in model.opset_import}
     opset = versions.get("", versions.get("ai.onnx"))
     if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise RsimError(f"{path} uses ONNX opset {opset}; rsim reads opsets {MIN_OPSET}..{MAX_OPSET}")
+        raise RsimError(
+            f"{path} uses ONNX opset {opset}; rsim reads opsets {MIN_OPSET}..{MAX_OPSET}"
+        )
     return opset
 
 
@@ -144,16 +210,22 @@ def _check_structure(graph: onnx.GraphProto, path: Path) -> None:
     for node in graph.node:
         for name in node.input:
             if name and name not in available and name not in producer:
-                raise RsimError(f"{path}: node {_node_label(node)} reads tensor {name!r}, which no "
-                                "node produces and which is neither a graph input nor an initializer "
-                                "(dangling tensor)")
+                raise RsimError(
+                    f"{path}: node {_node_label(node)} reads tensor {name!r}, which no "
+                    "node produces and which is neither a graph input nor an initializer "
+                    "(dangling tensor)"
+                )
     for value in graph.output:
         if value.name not in available and value.name not in producer:
-            raise RsimError(f"{path}: graph output {value.name!r} is produced by no node (dangling tensor)")
+            raise RsimError(
+                f"{path}: graph output {value.name!r} is produced by no node (dangling tensor)"
+            )
     order = _topological_order(graph, producer)
     if order is None:
-        raise RsimError(f"{path}: the graph has a cycle (nodes reading each other's outputs); "
-                        "an ONNX graph must be acyclic")
+        raise RsimError(
+            f"{path}: the graph has a cycle (nodes reading each other's outputs); "
+            "an ONNX graph must be acyclic"
+        )
 
 
 def _topological_order(graph: onnx.GraphProto, producer: dict[str, int]) -> list[int] | None:
@@ -182,12 +254,16 @@ def _node_label(node: onnx.NodeProto) -> str:
 def _input_spec(value: onnx.ValueInfoProto, path: Path) -> tuple[int | None, ...]:
     ttype = value.type.tensor_type
     if not value.type.HasField("tensor_type") or ttype.elem_type not in FLOAT_TENSOR_TYPES:
-        raise RsimError(f"{path}: input {value.name!r} is not a floating-point tensor; rsim's float "
-                        "path takes float inputs")
+        raise RsimError(
+            f"{path}: input {value.name!r} is not a floating-point tensor; rsim's float "
+            "path takes float inputs"
+        )
     if not ttype.HasField("shape"):
         raise RsimError(f"{path}: input {value.name!r} has no declared rank; rsim needs it")
-    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
-                 for d in ttype.shape.dim)
+    return tuple(
+        d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None
+        for d in ttype.shape.dim
+    )
 
 
 def _attributes(node: onnx.NodeProto) -> dict[str, Any]:
@@ -203,14 +279,16 @@ class _Converter:
 
     def __init__(self, model: onnx.ModelProto, opset: int, path: Path, bound: dict[str, Shape]):
         self.model, self.graph, self.opset, self.path = model, model.graph, opset, path
-        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t)
-                                              for t in self.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {
+            t.name: numpy_helper.to_array(t) for t in self.graph.initializer
+        }
         self.shapes: dict[str, Shape] = dict(bound)
         first = next(iter(bound.values()), ())
         self.batch = first[0] if first else 1
         # shapes at batch + 1 tell which tensors carry the batch on their leading axis
         self.alt_shapes: dict[str, Shape | None] = {
-            n: ((s[0] + 1,) + s[1:] if s and s[0] == self.batch else s) for n, s in bound.items()}
+            n: ((s[0] + 1,) + s[1:] if s and s[0] == self.batch else s) for n, s in bound.items()
+        }
         self.bound = bound
         self.aliases: dict[str, str] = {}
         self.layers: list[Layer] = []
@@ -231,11 +309,19 @@ class _Converter:
         for name in self.graph_outputs:
             kept = self.resolve(name)
             if kept in self.consts and kept not in self.shapes:
-                raise RsimError(f"{self.path}: graph output {name!r} is a constant; rsim needs every "
-                                "output to depend on an input")
+                raise RsimError(
+                    f"{self.path}: graph output {name!r} is a constant; rsim needs every "
+                    "output to depend on an input"
+                )
         aliases = {k: self.resolve(k) for k in self.aliases}
-        return Graph(self.layers, dict(self.bound), [v.name for v in self.graph.output], aliases,
-                     self.batch, self.batch_note)
+        return Graph(
+            self.layers,
+            dict(self.bound),
+            [v.name for v in self.graph.output],
+            aliases,
+            self.batch,
+            self.batch_note,
+        )
 
     def _convert_node(self, node: onnx.NodeProto, index: int) -> None:
         op = node.op_type
@@ -259,8 +345,10 @@ class _Converter:
 
     def fail_unsupported(self, node: onnx.NodeProto) -> None:
         domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
-        raise RsimError(f"{self.path}: node {_node_label(node)}{domain} is not supported; rsim "
-                        f"supports {supported_ops_text()}")
+        raise RsimError(
+            f"{self.path}: node {_node_label(node)}{domain} is not supported; rsim "
+            f"supports {supported_ops_text()}"
+        )
 
     def error(self, message: str) -> RsimError:
         return RsimError(f"{self.path}: node {_node_label(self.node)}: {message}")
@@ -289,7 +377,9 @@ class _Converter:
     def _remove(self, node, ins):
         extra = [o for o in node.output[1:] if o and (self.uses[o] or o in self.graph_outputs)]
         if extra:
-            raise self.error(f"its output {extra[0]!r} (the dropout mask) is used; rsim removes Dropout")
+            raise self.error(
+                f"its output {extra[0]!r} (the dropout mask) is used; rsim removes Dropout"
+            )
         if ins[0] in self.consts:
             self.consts[node.output[0]] = self.consts[ins[0]]
         else:
@@ -298,8 +388,10 @@ class _Converter:
     def _cast_activation(self, node, ins):
         to = _attributes(node)["to"]
         if to not in FLOAT_TENSOR_TYPES:
-            raise self.error(f"casts an activation to {onnx.TensorProto.DataType.Name(to)}; the float "
-                             "path only keeps floating-point activations")
+            raise self.error(
+                f"casts an activation to {onnx.TensorProto.DataType.Name(to)}; the float "
+                "path only keeps floating-point activations"
+            )
         self.aliases[node.output[0]] = ins[0]
 
     def _fold_shape(self, node, ins):
@@ -316,16 +408,25 @@ class _Converter:
         feeds = {n: self.consts[n] for n in ins if n}
         try:
             graph = helper.make_graph(
-                [node], "fold",
-                [helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-                 for n, v in feeds.items()],
-                [helper.ValueInfoProto(name=o) for o in node.output if o])
-            model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)],
-                                      ir_version=self.model.ir_version or onnx.IR_VERSION)
+                [node],
+                "fold",
+                [
+                    helper.make_tensor_value_info(
+                        n, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape
+                    )
+                    for n, v in feeds.items()
+                ],
+                [helper.ValueInfoProto(name=o) for o in node.output if o],
+            )
+            model = helper.make_model(
+                graph,
+                opset_imports=[helper.make_opsetid("", self.opset)],
+                ir_version=self.model.ir_version or onnx.IR_VERSION,
+            )
             values = ReferenceEvaluator(model).run(None, feeds)
         except Exception as error:
             raise self.error(f"cannot evaluate it on its constant inputs: {error}") from error
-        for name, value in zip(node.output, values):
+        for name, value in zip(node.output, values, strict=True):
             if name:
                 self.consts[name] = np.asarray(value)
 
@@ -337,11 +438,23 @@ class _Converter:
         self.names.add(name)
         return name
 
-    def emit(self, op: str, inputs: list[str], output: str, attrs: dict | None = None,
-             params: dict[str, np.ndarray] | None = None, suffix: str = "") -> Layer:
-        layer = Layer(self.fresh_name(self.layer_name + suffix), op, tuple(inputs), (output,),
-                      attrs or {}, {k: np.ascontiguousarray(v, dtype=np.float32)
-                                    for k, v in (params or {}).items()})
+    def emit(
+        self,
+        op: str,
+        inputs: list[str],
+        output: str,
+        attrs: dict | None = None,
+        params: dict[str, np.ndarray] | None = None,
+        suffix: str = "",
+    ) -> Layer:
+        layer = Layer(
+            self.fresh_name(self.layer_name + suffix),
+            op,
+            tuple(inputs),
+            (output,),
+            attrs or {},
+            {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (params or {}).items()},
+        )
         try:
             self.shapes[output] = layer.infer_shape(*(self.shapes[t] for t in inputs))
         except ValueError as error:
@@ -354,15 +467,21 @@ class _Converter:
             except ValueError as error:
                 self.batch_note = self.batch_note or (
                     f"the model was exported for batch {self.batch} and layer {layer.name!r} "
-                    f"({layer.op}) carries that batch in a constant rsim cannot rewrite: {error}")
+                    f"({layer.op}) carries that batch in a constant rsim cannot rewrite: {error}"
+                )
         self.layers.append(layer)
         self.producers[output] = layer
         return layer
 
     def batch_led(self, name: str) -> bool:
         shape, alt = self.shapes.get(name), self.alt_shapes.get(name)
-        return bool(shape) and alt is not None and shape[0] == self.batch and \
-            alt[0] == self.batch + 1 and tuple(alt[1:]) == tuple(shape[1:])
+        return (
+            bool(shape)
+            and alt is not None
+            and shape[0] == self.batch
+            and alt[0] == self.batch + 1
+            and tuple(alt[1:]) == tuple(shape[1:])
+        )
 
     def fusable(self, name: str, ops: tuple[str, ...]) -> Layer | None:
         """The layer producing `name` if it is one of `ops` and nothing else reads `name`."""
@@ -384,8 +503,10 @@ class _Converter:
     # ----- spatial attribute helpers -----------------------------------------------------------
     def spatial(self, attrs: dict, kernel: tuple[int, ...], in_shape: Shape, what: str) -> dict:
         if len(kernel) != 2 or len(in_shape) != 4:
-            raise self.error(f"rsim supports 2-D {what} only (NCHW input with a 2-D kernel), got "
-                             f"kernel {tuple(kernel)} on input {in_shape}")
+            raise self.error(
+                f"rsim supports 2-D {what} only (NCHW input with a 2-D kernel), got "
+                f"kernel {tuple(kernel)} on input {in_shape}"
+            )
         strides = tuple(attrs.get("strides", (1, 1)))
         dilations = tuple(attrs.get("dilations", (1, 1)))
         auto_pad = attrs.get("auto_pad", "NOTSET")
@@ -394,7 +515,9 @@ class _Converter:
             for axis in (0, 1):
                 size = in_shape[2 + axis]
                 out = -(-size // strides[axis])
-                total = max((out - 1) * strides[axis] + dilations[axis] * (kernel[axis] - 1) + 1 - size, 0)
+                total = max(
+                    (out - 1) * strides[axis] + dilations[axis] * (kernel[axis] - 1) + 1 - size, 0
+                )
                 small, big = total // 2, total - total // 2
                 pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
             pad4 = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
@@ -403,7 +526,9 @@ class _Converter:
         elif auto_pad == "NOTSET":
             pad4 = tuple(attrs.get("pads", (0, 0, 0, 0)))
         else:
-            raise self.error(f"auto_pad {auto_pad!r} is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER")
+            raise self.error(
+                f"auto_pad {auto_pad!r} is not one of NOTSET, VALID, SAME_UPPER, SAME_LOWER"
+            )
         return {"kernel": tuple(kernel), "strides": strides, "dilations": dilations, "pads": pad4}
 
     # ----- converters (one per ONNX op type) ----------------------------------------------------
@@ -414,7 +539,9 @@ class _Converter:
         bias = self.optional_const(ins, 2, "the Conv bias")
         if bias is not None:
             params["bias"] = bias
-        spatial = self.spatial(attrs, tuple(attrs.get("kernel_shape", w.shape[2:])), self.shapes[x], "Conv")
+        spatial = self.spatial(
+            attrs, tuple(attrs.get("kernel_shape", w.shape[2:])), self.shapes[x], "Conv"
+        )
         self.emit("conv", [x], node.output[0], dict(spatial, groups=attrs.get("group", 1)), params)
 
     def _op_ConvTranspose(self, node, ins, attrs):
@@ -437,15 +564,28 @@ class _Converter:
             target = tuple(target)[-2:]
             pads = []
             for a in (0, 1):
-                total = s[a] * (in_shape[2 + a] - 1) + out_pad[a] + d[a] * (kernel[a] - 1) + 1 - target[a]
+                total = (
+                    s[a] * (in_shape[2 + a] - 1)
+                    + out_pad[a]
+                    + d[a] * (kernel[a] - 1)
+                    + 1
+                    - target[a]
+                )
                 small, big = total // 2, total - total // 2
                 pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
             if min(pads[0][0], pads[1][0]) < 0:
-                raise self.error(f"output_shape {target} needs negative leading padding, which rsim "
-                                 "does not support")
+                raise self.error(
+                    f"output_shape {target} needs negative leading padding, which rsim "
+                    "does not support"
+                )
             spatial["pads"] = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
-        self.emit("conv_transpose", [x], node.output[0],
-                  dict(spatial, groups=attrs.get("group", 1), output_padding=out_pad), params)
+        self.emit(
+            "conv_transpose",
+            [x],
+            node.output[0],
+            dict(spatial, groups=attrs.get("group", 1), output_padding=out_pad),
+            params,
+        )
 
     def _op_Gemm(self, node, ins, attrs):
         a = self.activation(ins[0])
@@ -460,7 +600,9 @@ class _Converter:
             b = self.consts[ins[1]].astype(np.float64)
             weight = (b.T if attrs.get("transB", 0) else b) * alpha
             params = {"weight": weight}
-            bias = None if c is None else _as_row_vector(beta * c.astype(np.float64), weight.shape[1])
+            bias = (
+                None if c is None else _as_row_vector(beta * c.astype(np.float64), weight.shape[1])
+            )
             if bias is not None:
                 params["bias"] = bias
             if c is None or bias is not None:
@@ -504,8 +646,13 @@ class _Converter:
         else:
             const_first = a in self.consts
             x = b if const_first else a
-            self.emit("matmul", [x], node.output[0], {"constant_first": const_first},
-                      {"constant": self.consts[a if const_first else b]})
+            self.emit(
+                "matmul",
+                [x],
+                node.output[0],
+                {"constant_first": const_first},
+                {"constant": self.consts[a if const_first else b]},
+            )
 
     def _op_BatchNormalization(self, node, ins, attrs):
         x = self.activation(ins[0])
@@ -515,8 +662,9 @@ class _Converter:
             raise self.error("its running-statistics outputs are used; rsim runs inference only")
         if not attrs.get("spatial", 1):
             raise self.error("spatial=0 (per-activation statistics) is not supported")
-        gamma, beta, mean, var = (self.const(n, "BatchNormalization statistics").astype(np.float64)
-                                  for n in ins[1:5])
+        gamma, beta, mean, var = (
+            self.const(n, "BatchNormalization statistics").astype(np.float64) for n in ins[1:5]
+        )
         scale = gamma / np.sqrt(var + attrs.get("epsilon", 1e-5))
         shift = beta - mean * scale
         out = node.output[0]
@@ -527,7 +675,7 @@ class _Converter:
         self.emit("batchnorm", [x], out, {}, {"scale": scale, "shift": shift})
 
     def _fold_channel_affine(self, layer: Layer, scale: np.ndarray, shift: np.ndarray) -> bool:
-        """Fold y = out * scale + shift (on axis 1 of the layer's output) into its weight and bias."""
+        """Fold y = out * scale + shift (axis 1 of the layer's output) into its weight and bias."""
         out_shape = self.shapes[layer.outputs[0]]
         w = layer.params["weight"].astype(np.float64)
         bias = layer.params.get("bias", np.zeros(out_shape[1], np.float32)).astype(np.float64)
@@ -536,8 +684,10 @@ class _Converter:
         elif layer.op == "conv_transpose":
             g = layer.attrs["groups"]
             c_in, per_group = w.shape[:2]
-            w = (w.reshape(g, c_in // g, per_group, *w.shape[2:])
-                 * scale.reshape(g, 1, per_group, 1, 1)).reshape(w.shape)
+            w = (
+                w.reshape(g, c_in // g, per_group, *w.shape[2:])
+                * scale.reshape(g, 1, per_group, 1, 1)
+            ).reshape(w.shape)
         elif len(out_shape) == 2:
             w = w * scale.reshape(1, -1)
         else:
@@ -569,8 +719,9 @@ class _Converter:
             return False
         aligned = (1,) * (len(shape) - c.ndim) + tuple(c.shape)
         channel_axis = len(shape) - 1 if layer.op == "gemm" else 1
-        if any(d != 1 for i, d in enumerate(aligned) if i != channel_axis) or \
-                aligned[channel_axis] not in (1, shape[channel_axis]):
+        if any(d != 1 for i, d in enumerate(aligned) if i != channel_axis) or aligned[
+            channel_axis
+        ] not in (1, shape[channel_axis]):
             return False
         vector = np.broadcast_to(c.reshape(-1).astype(np.float32), (shape[channel_axis],))
         bias = layer.params.get("bias")
@@ -611,8 +762,12 @@ class _Converter:
         self._unary(node, ins, "leaky_relu", {"alpha": float(attrs.get("alpha", 0.01))})
 
     def _op_HardSigmoid(self, node, ins, attrs):
-        self._unary(node, ins, "hard_sigmoid", {"alpha": float(attrs.get("alpha", 0.2)),
-                                                "beta": float(attrs.get("beta", 0.5))})
+        self._unary(
+            node,
+            ins,
+            "hard_sigmoid",
+            {"alpha": float(attrs.get("alpha", 0.2)), "beta": float(attrs.get("beta", 0.5))},
+        )
 
     def _op_Clip(self, node, ins, attrs):
         if self.opset < 11:
@@ -625,9 +780,17 @@ class _Converter:
         self._unary(node, ins, "clip", {"min": float(low), "max": float(high)})
 
     def _op_LRN(self, node, ins, attrs):
-        self._unary(node, ins, "lrn", {"size": int(attrs["size"]), "alpha": float(attrs.get("alpha", 1e-4)),
-                                       "beta": float(attrs.get("beta", 0.75)),
-                                       "bias": float(attrs.get("bias", 1.0))})
+        self._unary(
+            node,
+            ins,
+            "lrn",
+            {
+                "size": int(attrs["size"]),
+                "alpha": float(attrs.get("alpha", 1e-4)),
+                "beta": float(attrs.get("beta", 0.75)),
+                "bias": float(attrs.get("bias", 1.0)),
+            },
+        )
 
     def _op_Softmax(self, node, ins, attrs):
         x = self.activation(ins[0])
@@ -663,15 +826,28 @@ class _Converter:
     def _op_Flatten(self, node, ins, attrs):
         x = self.activation(ins[0])
         axis = attrs.get("axis", 1)
-        self.emit("flatten", [x], node.output[0], {"axis": axis + len(self.shapes[x]) if axis < 0 else axis})
+        self.emit(
+            "flatten",
+            [x],
+            node.output[0],
+            {"axis": axis + len(self.shapes[x]) if axis < 0 else axis},
+        )
 
     def _op_Reshape(self, node, ins, attrs):
         x = self.activation(ins[0])
-        target = [int(d) for d in self.const(ins[1], "the Reshape shape")] if self.opset >= 5 else \
-            list(attrs["shape"])
+        target = (
+            [int(d) for d in self.const(ins[1], "the Reshape shape")]
+            if self.opset >= 5
+            else list(attrs["shape"])
+        )
         allowzero = bool(attrs.get("allowzero", 0))
         in_shape = self.shapes[x]
-        if target and target[0] == self.batch and self.batch_led(x) and not (allowzero and self.batch == 0):
+        if (
+            target
+            and target[0] == self.batch
+            and self.batch_led(x)
+            and not (allowzero and self.batch == 0)
+        ):
             try:
                 carries_batch = reshape_target(in_shape, target, allowzero)[0] == self.batch
             except ValueError as error:
@@ -696,7 +872,11 @@ class _Converter:
         x = self.activation(ins[0])
         shape = self.shapes[x]
         axes = self._axes(ins, attrs, "Squeeze")
-        axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else [a % len(shape) for a in axes]
+        axes = (
+            [i for i, d in enumerate(shape) if d == 1]
+            if axes is None
+            else [a % len(shape) for a in axes]
+        )
         self.emit("squeeze", [x], node.output[0], {"axes": tuple(sorted(axes))})
 
     def _op_Unsqueeze(self, node, ins, attrs):

@@ -13,5 +13,15 @@ from rsim.ops.registry import OPS, OpSpec
 
 OP_NAMES: tuple[str, ...] = tuple(OPS)
 
-__all__ = ["OPS", "OP_NAMES", "OpSpec", "activation", "conv", "elementwise", "layout", "matmul",
-           "normalization", "pooling"]
+__all__ = [
+    "OPS",
+    "OP_NAMES",
+    "OpSpec",
+    "activation",
+    "conv",
+    "elementwise",
+    "layout",
+    "matmul",
+    "normalization",
+    "pooling",
+]

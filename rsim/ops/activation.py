@@ -55,7 +55,13 @@ def _hard_swish(arrays, attrs, params):
     return x * hard_sigmoid(x, 1 / 6, 0.5)
 
 
-for _name, _fn in [("relu", _relu), ("clip", _clip), ("leaky_relu", _leaky_relu),
-                   ("sigmoid", _sigmoid), ("tanh", _tanh), ("hard_sigmoid", _hard_sigmoid),
-                   ("hard_swish", _hard_swish)]:
+for _name, _fn in [
+    ("relu", _relu),
+    ("clip", _clip),
+    ("leaky_relu", _leaky_relu),
+    ("sigmoid", _sigmoid),
+    ("tanh", _tanh),
+    ("hard_sigmoid", _hard_sigmoid),
+    ("hard_swish", _hard_swish),
+]:
     register(OpSpec(_name, _fn, _same_shape))

@@ -17,8 +17,10 @@ from rsim.ops.windows import im2col, pad_nchw, tap, window_out_size
 def conv_out_hw(in_shape, attrs) -> tuple[int, int]:
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
-    return (window_out_size(in_shape[2], kh, sh, dh, top, bottom),
-            window_out_size(in_shape[3], kw, sw, dw, left, right))
+    return (
+        window_out_size(in_shape[2], kh, sh, dh, top, bottom),
+        window_out_size(in_shape[3], kw, sw, dw, left, right),
+    )
 
 
 def _conv_shape(shapes, attrs, params):
@@ -27,8 +29,9 @@ def _conv_shape(shapes, attrs, params):
         raise ValueError(f"conv expects an NCHW input, got shape {x}")
     out_ch, in_per_group = params["weight"].shape[:2]
     if x[1] != in_per_group * attrs["groups"]:
-        raise ValueError(f"conv input has {x[1]} channels; the weight expects "
-                         f"{in_per_group * attrs['groups']}")
+        raise ValueError(
+            f"conv input has {x[1]} channels; the weight expects {in_per_group * attrs['groups']}"
+        )
     return (x[0], out_ch) + conv_out_hw(x, attrs)
 
 
@@ -55,7 +58,10 @@ def _conv_forward(arrays, attrs, params):
         for g in range(groups):
             y[:, g * per_group : (g + 1) * per_group] = gemm(
                 xp[:, g * in_per_group : (g + 1) * in_per_group],
-                w[g * per_group : (g + 1) * per_group], attrs, out_hw)
+                w[g * per_group : (g + 1) * per_group],
+                attrs,
+                out_hw,
+            )
     if "bias" in params:
         y += params["bias"].reshape(1, -1, 1, 1)
     return y
@@ -103,7 +109,9 @@ def _depthwise(xp, w, attrs, out_hw, groups):
     y = np.zeros((xp.shape[0], out_ch) + tuple(out_hw), dtype=xp.dtype)
     for i in range(kh):
         for j in range(kw):
-            y += tap(src, i, j, attrs["strides"], attrs["dilations"], out_hw) * w[:, 0, i, j].reshape(1, -1, 1, 1)
+            y += tap(src, i, j, attrs["strides"], attrs["dilations"], out_hw) * w[
+                :, 0, i, j
+            ].reshape(1, -1, 1, 1)
     return y
 
 
@@ -111,16 +119,22 @@ def conv_transpose_out_hw(in_shape, attrs, params) -> tuple[int, int]:
     kh, kw = params["weight"].shape[2:]
     (sh, sw), (dh, dw), (oph, opw) = attrs["strides"], attrs["dilations"], attrs["output_padding"]
     top, left, bottom, right = attrs["pads"]
-    return (sh * (in_shape[2] - 1) + oph + dh * (kh - 1) + 1 - top - bottom,
-            sw * (in_shape[3] - 1) + opw + dw * (kw - 1) + 1 - left - right)
+    return (
+        sh * (in_shape[2] - 1) + oph + dh * (kh - 1) + 1 - top - bottom,
+        sw * (in_shape[3] - 1) + opw + dw * (kw - 1) + 1 - left - right,
+    )
 
 
 def _conv_transpose_shape(shapes, attrs, params):
     (x,) = shapes
     if len(x) != 4 or x[1] != params["weight"].shape[0]:
-        raise ValueError(f"conv_transpose expects NCHW input with {params['weight'].shape[0]} "
-                         f"channels, got shape {x}")
-    return (x[0], params["weight"].shape[1] * attrs["groups"]) + conv_transpose_out_hw(x, attrs, params)
+        raise ValueError(
+            f"conv_transpose expects NCHW input with {params['weight'].shape[0]} "
+            f"channels, got shape {x}"
+        )
+    return (x[0], params["weight"].shape[1] * attrs["groups"]) + conv_transpose_out_hw(
+        x, attrs, params
+    )
 
 
 def _conv_transpose_macs(shapes, out, attrs, params):
@@ -151,8 +165,12 @@ def _conv_transpose_forward(arrays, attrs, params):
     full = np.zeros((n, out_ch, full_h, full_w), dtype=x.dtype)
     for i in range(kh):
         for j in range(kw):
-            full[:, :, i * dh : i * dh + sh * (h - 1) + 1 : sh,
-                 j * dw : j * dw + sw * (wd - 1) + 1 : sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+            full[
+                :,
+                :,
+                i * dh : i * dh + sh * (h - 1) + 1 : sh,
+                j * dw : j * dw + sw * (wd - 1) + 1 : sw,
+            ] += cols[:, i, j].transpose(1, 0, 2, 3)
     y = np.ascontiguousarray(full[:, :, top : top + ho, left : left + wo])
     if "bias" in params:
         y += params["bias"].reshape(1, -1, 1, 1)
@@ -160,4 +178,6 @@ def _conv_transpose_forward(arrays, attrs, params):
 
 
 register(OpSpec("conv", _conv_forward, _conv_shape, _conv_macs))
-register(OpSpec("conv_transpose", _conv_transpose_forward, _conv_transpose_shape, _conv_transpose_macs))
+register(
+    OpSpec("conv_transpose", _conv_transpose_forward, _conv_transpose_shape, _conv_transpose_macs)
+)

@@ -28,9 +28,14 @@ def _broadcast_shape(shapes, attrs, params):
 def _binary(ufunc):
     def forward(arrays, attrs, params):
         return ufunc(*binary_operands(arrays, attrs, params))
+
     return forward
 
 
-for _name, _ufunc in [("add", np.add), ("sub", np.subtract), ("mul", np.multiply),
-                      ("div", np.divide)]:
+for _name, _ufunc in [
+    ("add", np.add),
+    ("sub", np.subtract),
+    ("mul", np.multiply),
+    ("div", np.divide),
+]:
     register(OpSpec(_name, _binary(_ufunc), _broadcast_shape))

@@ -21,7 +21,9 @@ def _concat_shape(shapes, attrs, params):
     axis = attrs["axis"]
     first = tuple(shapes[0])
     for s in shapes[1:]:
-        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis):
+        if len(s) != len(first) or any(
+            a != b for i, (a, b) in enumerate(zip(s, first, strict=True)) if i != axis
+        ):
             raise ValueError(f"concat inputs {[tuple(x) for x in shapes]} differ off axis {axis}")
     return first[:axis] + (sum(s[axis] for s in shapes),) + first[axis + 1 :]
 
@@ -95,12 +97,14 @@ def _unsqueeze(arrays, attrs, params):
 
 
 def _pad_shape(shapes, attrs, params):
-    return tuple(d + b + e for d, (b, e) in zip(shapes[0], attrs["pads"]))
+    return tuple(d + b + e for d, (b, e) in zip(shapes[0], attrs["pads"], strict=True))
 
 
 def _pad(arrays, attrs, params):
     x = arrays[0]
-    crop = tuple(slice(max(-b, 0), d - max(-e, 0)) for d, (b, e) in zip(x.shape, attrs["pads"]))
+    crop = tuple(
+        slice(max(-b, 0), d - max(-e, 0)) for d, (b, e) in zip(x.shape, attrs["pads"], strict=True)
+    )
     x = x[crop]
     widths = [(max(b, 0), max(e, 0)) for b, e in attrs["pads"]]
     if attrs["mode"] == "constant":

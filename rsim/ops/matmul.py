@@ -44,8 +44,10 @@ def matmul_operands(shapes_or_arrays, attrs, params):
 
 
 def _matmul_shape(shapes, attrs, params):
-    a, b = (tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
-            for s in matmul_operands(shapes, attrs, params))
+    a, b = (
+        tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
+        for s in matmul_operands(shapes, attrs, params)
+    )
     a2, b2 = (a if len(a) > 1 else (1,) + a), (b if len(b) > 1 else b + (1,))
     if a2[-1] != b2[-2]:
         raise ValueError(f"matmul operands {a} and {b} do not share the inner dimension")
@@ -59,8 +61,10 @@ def _matmul_shape(shapes, attrs, params):
 
 
 def _matmul_macs(shapes, out, attrs, params):
-    a = [tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
-         for s in matmul_operands(shapes, attrs, params)][0]
+    a = [
+        tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
+        for s in matmul_operands(shapes, attrs, params)
+    ][0]
     return int(np.prod(out)) * a[-1]
 
 

@@ -18,8 +18,10 @@ def pool_out_hw(in_shape, attrs) -> tuple[int, int]:
     (kh, kw), (sh, sw), (dh, dw) = attrs["kernel"], attrs["strides"], attrs["dilations"]
     top, left, bottom, right = attrs["pads"]
     ceil = attrs["ceil_mode"]
-    return (window_out_size(in_shape[2], kh, sh, dh, top, bottom, ceil),
-            window_out_size(in_shape[3], kw, sw, dw, left, right, ceil))
+    return (
+        window_out_size(in_shape[2], kh, sh, dh, top, bottom, ceil),
+        window_out_size(in_shape[3], kw, sw, dw, left, right, ceil),
+    )
 
 
 def _pool_shape(shapes, attrs, params):

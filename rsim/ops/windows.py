@@ -22,8 +22,15 @@ def pad_nchw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0)
     return out
 
 
-def window_out_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int,
-                    pad_end: int, ceil_mode: bool = False) -> int:
+def window_out_size(
+    size: int,
+    kernel: int,
+    stride: int,
+    dilation: int,
+    pad_begin: int,
+    pad_end: int,
+    ceil_mode: bool = False,
+) -> int:
     """Number of window positions along one axis (ONNX Conv/Pool rule, ceil_mode as in ONNX >= 19:
     a last window that would start inside the end padding is dropped)."""
     span = dilation * (kernel - 1) + 1
@@ -37,15 +44,28 @@ def window_out_size(size: int, kernel: int, stride: int, dilation: int, pad_begi
     return max(out, 0)
 
 
-def tap(xp: np.ndarray, i: int, j: int, strides: tuple[int, int], dilations: tuple[int, int],
-        out_hw: tuple[int, int]) -> np.ndarray:
+def tap(
+    xp: np.ndarray,
+    i: int,
+    j: int,
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
     """The strided view of padded input `xp` that kernel tap (i, j) sees for every output pixel."""
     (sh, sw), (dh, dw), (ho, wo) = strides, dilations, out_hw
-    return xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+    return xp[
+        :, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
+    ]
 
 
-def im2col(xp: np.ndarray, kernel: tuple[int, int], strides: tuple[int, int],
-           dilations: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+def im2col(
+    xp: np.ndarray,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
     """Patches of padded input `xp` (N, C, H, W) as a (C, kh, kw, N, Ho, Wo) array: reshaped to
     (C*kh*kw, N*Ho*Wo) it is the right operand of one large GEMM for the whole batch (one strided
     copy per kernel tap)."""
