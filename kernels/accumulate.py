@@ -33,14 +33,15 @@ def register_add(acc, p, lo, hi, shift, wrap, T):
 
 @njit(cache=True, parallel=True)
 def sequential_rows(
-    a, b, rows, col_ptr, cols, bias, bias_post, bias_preload, k_chunk,
+    a, b, rows, col_ptr, cols, bias, bias_by_row, bias_post, bias_preload, k_chunk,
     acc_lo, acc_hi, acc_shift, acc_wrap, has_psum, psum_lo, psum_hi, psum_shift, psum_wrap,
     T, out, acc_events, psum_events,
 ):  # fmt: skip
     """Run the plan for selected outputs of the batched GEMM a (G, M, K) @ b (G, K, N).
 
-    rows[i] = g * M + m names a row; its columns are cols[col_ptr[i]:col_ptr[i + 1]]. bias is
-    (G, N) int64 (zeros when absent). Results and per-output event counts are written into
+    rows[i] = g * M + m names a row; its columns are cols[col_ptr[i]:col_ptr[i + 1]] (a row
+    with all N columns reads b contiguously). bias is int64 (G, N), or (G, M) with bias_by_row
+    (zeros when absent). Results and per-output event counts are written into
     out, acc_events, psum_events (each (G, M, N)). k_chunk = K when there is no chunking.
     T (np.int32 or np.int64) is the arithmetic type: int32 runs twice as many SIMD lanes and is
     exact when every register has <= 32 bits and every |product| < 2^31.
@@ -57,21 +58,27 @@ def sequential_rows(
         col = np.empty(nc, np.int64)
         for j in range(nc):
             col[j] = j if full else cols[c0 + j]
+        bias_of = np.empty(nc, T)
+        for j in range(nc):
+            bias_of[j] = T(bias[g, m] if bias_by_row else bias[g, col[j]])
         acc = np.zeros(nc, T)
         psum = np.zeros(nc, T)
         ev_a = np.zeros(nc, T)
         ev_p = np.zeros(nc, T)
         for k0 in range(0, n_k, k_chunk):
             for j in range(nc):
-                acc[j] = T(bias[g, col[j]]) if (bias_preload and k0 == 0) else T(0)
-            for k in range(k0, min(k0 + k_chunk, n_k)):
-                av = T(a[g, m, k])
-                if full:
+                acc[j] = bias_of[j] if (bias_preload and k0 == 0) else T(0)
+            k1 = min(k0 + k_chunk, n_k)
+            if full:
+                for k in range(k0, k1):
+                    av = T(a[g, m, k])
                     for j in range(nc):
                         v, e = register_add(acc[j], T(av * T(b[g, k, j])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
                         acc[j] = v
                         ev_a[j] += e
-                else:
+            else:
+                for k in range(k0, k1):
+                    av = T(a[g, m, k])
                     for j in range(nc):
                         v, e = register_add(acc[j], T(av * T(b[g, k, col[j]])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
                         acc[j] = v
@@ -85,12 +92,12 @@ def sequential_rows(
             if has_psum:
                 result = psum[j]
                 if bias_post:
-                    result, e = register_add(result, T(bias[g, col[j]]), psum_lo, psum_hi, psum_shift, psum_wrap, T)
+                    result, e = register_add(result, bias_of[j], psum_lo, psum_hi, psum_shift, psum_wrap, T)
                     ev_p[j] += e
             else:
                 result = acc[j]
                 if bias_post:
-                    result, e = register_add(result, T(bias[g, col[j]]), acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                    result, e = register_add(result, bias_of[j], acc_lo, acc_hi, acc_shift, acc_wrap, T)
                     ev_a[j] += e
             out[g, m, col[j]] = result
             acc_events[g, m, col[j]] = ev_a[j]

@@ -25,6 +25,7 @@ from numba import njit, prange
 from formats.errors import RsimError
 from kernels.gemm import check_bias, gemm_batched, int_codes, max_abs
 from kernels.plan import AccumulatorStats, ReductionPlan
+from kernels.threads import threads_for
 
 K_ORDERS = ("chw", "hwc")
 
@@ -125,8 +126,9 @@ def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> Lowe
         span = max(max_abs(x), abs(pad_value))
         dtype = next(dt for dt in (np.int8, np.int16, np.int32, np.int64) if span <= np.iinfo(dt).max)
     cols = np.empty((groups, n_b * oh * ow, cg * kh * kw), dtype)
-    _im2col(np.ascontiguousarray(x), groups, kh, kw, stride[0], stride[1], dilation[0],
-            dilation[1], top, left, oh, ow, pad_value, k_order == "hwc", cols)  # fmt: skip
+    with threads_for(cols.size):
+        _im2col(np.ascontiguousarray(x), groups, kh, kw, stride[0], stride[1], dilation[0],
+                dilation[1], top, left, oh, ow, pad_value, k_order == "hwc", cols)  # fmt: skip
     layout = (0, 2, 3, 4, 1) if k_order == "chw" else (0, 3, 4, 2, 1)
     wmat = w.reshape(groups, og, cg, kh, kw).transpose(layout).reshape(groups, cg * kh * kw, og)
     return LoweredConv(cols, np.ascontiguousarray(wmat), n_b, (oh, ow))

@@ -22,11 +22,14 @@ from numba import njit
 from formats.errors import RsimError
 from kernels.accumulate import sequential_rows
 from kernels.plan import AccumulatorStats, ReductionPlan, _check_bits
+from kernels.threads import threads_for
 
 _MAX_PRODUCT = 1 << 62
 _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
+_BOUND_BLOCK = 32  # K-block of the cheap Σ|a·b| bound
+_DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs selected is handled as a whole row
 _INT_DTYPES = (np.int8, np.int16, np.int32, np.int64)
 
 
@@ -63,21 +66,44 @@ def _smallest_int_dtype(magnitude: int) -> type:
 
 
 @njit(cache=True, fastmath=True)
-def abs_row_sums(a):
-    """Σ_k |a[g, m, k]| as float64, shape (G, M).
+def abs_block_stats(a, block):
+    """Per K-block of `block` columns: Σ |a| and max |a| as float64, each (G, M, ceil(K/block)).
 
     Serial on purpose: it runs right after BLAS calls whose spinning threads would starve a
-    parallel region. fastmath only reorders the sum; the callers' margin covers any order.
+    parallel region. fastmath only reorders the sums; the caller's margin covers any order.
     """
     n_g, n_m, n_k = a.shape
-    out = np.zeros((n_g, n_m))
+    n_b = (n_k + block - 1) // block
+    sums = np.zeros((n_g, n_m, n_b))
+    maxes = np.zeros((n_g, n_m, n_b))
     for g in range(n_g):
         for m in range(n_m):
-            total = 0.0
-            for k in range(n_k):
-                total += abs(np.float64(a[g, m, k]))
-            out[g, m] = total
-    return out
+            for blk in range(n_b):
+                total = 0.0
+                largest = 0.0
+                for k in range(blk * block, min((blk + 1) * block, n_k)):
+                    v = abs(np.float64(a[g, m, k]))
+                    total += v
+                    largest = max(largest, v)
+                sums[g, m, blk] = total
+                maxes[g, m, blk] = largest
+    return sums, maxes
+
+
+def abs_sum_bound(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A proven upper bound of Σ_k |a_mk·b_kn| per output, float64 (G, M, N), for little work.
+
+    Per K-block: Σ_blk |a| · max_blk |b| and max_blk |a| · Σ_blk |b| both bound the block's
+    Σ|a·b|; the smaller total is kept. Two GEMMs with K/block terms; the float64 rounding of
+    these non-negative sums is covered by a relative margin of (K + block + 2)·2^-51.
+    """
+    n_k = a.shape[2]
+    a_sum, a_max = abs_block_stats(a, _BOUND_BLOCK)
+    b_sum, b_max = abs_block_stats(np.ascontiguousarray(b.transpose(0, 2, 1)), _BOUND_BLOCK)
+    margin = 1.0 + (n_k + _BOUND_BLOCK + 2) * 2.0**-51
+    return np.stack([
+        np.minimum(a_sum[g] @ b_max[g].T, a_max[g] @ b_sum[g].T) for g in range(a.shape[0])
+    ]) * margin  # fmt: skip
 
 
 def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int, absolute: bool) -> np.ndarray:
@@ -105,36 +131,66 @@ def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int, absolute: bo
     return total
 
 
+def row_bound(a: np.ndarray, b_max: int) -> np.ndarray:
+    """Σ_k |a_mk| · max|b|, a bound of every Σ_k |a_mk·b_kn| of row m, float64 (G, M, 1)."""
+    n_k = a.shape[2]
+    sums, _ = abs_block_stats(a, max(n_k, 1))
+    return sums * float(b_max) * (1.0 + (n_k + 2) * 2.0**-51)
+
+
 def exact_sums(
     a: np.ndarray, b: np.ndarray, bound: np.ndarray, max_product: int, need: np.ndarray | None,
     absolute: bool = False,
 ) -> np.ndarray:
     """Exact Σ_k a·b (or Σ |a|·|b|) of (G, M, K) @ (G, K, N) for the outputs in `need` (None =
-    all), as int64; other outputs are left 0.
+    all), as int64; outputs outside the needed rows × columns are left 0.
 
-    `bound` is a proven upper bound of Σ|a·b| per output. Where it is <= 2^24, one float32 BLAS
+    `bound` is a proven upper bound of Σ|a·b| per output ((G, M, 1) per row is fine; None means
+    K·max|a|·max|b| <= 2^24 already). Where it is <= 2^24, one float32 BLAS
     GEMM over all of K is exact whatever order BLAS adds in (every partial sum is a sum of a
-    subset of the terms); the remaining outputs use `_blocked_matmul`.
+    subset of the terms); otherwise `_blocked_matmul` splits K.
     """
-    shape = bound.shape
-    out = np.zeros(shape, np.int64)
-    need = np.ones(shape, bool) if need is None else need
-    single = need & (bound <= _FLOAT32_EXACT)
-    if single.any():
-        af, bf = a.astype(np.float32), b.astype(np.float32)
-        if absolute:
-            af, bf = np.abs(af), np.abs(bf)
-        full = np.stack([(af[g] @ bf[g]).astype(np.int64) for g in range(shape[0])])
-        if single.all():
-            return full
-        out[single] = full[single]
-    rest = need & ~single
-    for g in np.flatnonzero(rest.any(axis=(1, 2))):
-        rows = np.flatnonzero(rest[g].any(axis=1))
-        cols = np.flatnonzero(rest[g].any(axis=0))
-        sub = _blocked_matmul(a[g][rows], b[g][:, cols], max_product, absolute)
-        out[g][np.ix_(rows, cols)] = sub
+    n_g, n_m, _ = a.shape
+    n_n = b.shape[2]
+    out = np.zeros((n_g, n_m, n_n), np.int64)
+    for g in range(n_g):
+        rectangles = [(np.arange(n_m), np.arange(n_n))] if need is None else _cover(need[g])
+        for rows, cols in rectangles:
+            whole = rows.size == n_m and cols.size == n_n
+            a_g = a[g] if rows.size == n_m else a[g][rows]
+            b_g = b[g] if cols.size == n_n else b[g][:, cols]
+            if bound is None:
+                sub_bound = np.zeros(1)
+            elif whole or bound.shape[2] == 1:
+                sub_bound = bound[g][rows]
+            else:
+                sub_bound = bound[g][np.ix_(rows, cols)]
+            if sub_bound.max() <= _FLOAT32_EXACT:
+                af, bf = a_g.astype(np.float32), b_g.astype(np.float32)
+                if absolute:
+                    af, bf = np.abs(af), np.abs(bf)
+                sub = (af @ bf).astype(np.int64)
+            else:
+                sub = _blocked_matmul(a_g, b_g, max_product, absolute)
+            if whole:
+                out[g] = sub
+            else:
+                out[g][np.ix_(rows, cols)] = sub
     return out
+
+
+def _cover(need: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """At most two row × column rectangles covering the True entries of a 2-D mask: the rows
+    holding many of them, and the bounding rectangle of the rest (so an L-shaped mask costs two
+    thin GEMMs, not a full one)."""
+    dense = need.sum(axis=1) >= max(1, need.shape[1] // _DENSE_ROW_DIVISOR)
+    rest = need & ~dense[:, None]
+    rectangles = []
+    if dense.any():
+        rectangles.append((np.flatnonzero(dense), np.flatnonzero(need[dense].any(axis=0))))
+    if rest.any():
+        rectangles.append((np.flatnonzero(rest.any(axis=1)), np.flatnonzero(rest.any(axis=0))))
+    return rectangles
 
 
 def gemm_batched(
@@ -157,12 +213,6 @@ def gemm_batched(
             f"a, b: the largest product |a|·|b| = {a_max}·{b_max} exceeds 2^62; "
             "use narrower codes"
         )
-    # Σ_k |a·b| <= min(Σ_k |a_mk| · max|b|, max|a| · Σ_k |b_kn|); float64 sums of K
-    # non-negative terms are within a factor (1 + (K + 2)·2^-52) of the exact ones.
-    margin = 1.0 + (n_k + 2) * 2.0**-52
-    row_abs = abs_row_sums(a) * float(b_max)
-    col_abs = np.abs(b.astype(np.float64)).sum(axis=1) * float(a_max)
-    bound = np.minimum(row_abs[:, :, None], col_abs[:, None, :]) * margin
     limit = plan.safe_limit
     if bias is None:
         bias_abs, slack = np.zeros((n_g, 1, n_n)), np.full((n_g, 1, n_n), limit, np.int64)
@@ -171,10 +221,15 @@ def gemm_batched(
         slack = np.where(bias < 0, limit + bias, limit - bias)[:, None, :]  # limit - |bias|
     # exact int64 sums need every |Σ| < 2^62 and every product exact in float64
     blas_ok = n_k * max_product < _MAX_PRODUCT and max_product < _FLOAT64_EXACT
-    at_risk = (bound + bias_abs) * margin > limit
-    if at_risk.any() and blas_ok:
-        exact_bound = exact_sums(a, b, bound, max_product, at_risk, absolute=True)
-        at_risk &= exact_bound > slack
+    if n_k * max_product + (0 if bias is None else max_abs(bias)) <= limit:
+        at_risk = np.zeros(shape, bool)  # no partial sum can leave the registers
+        bound = None if n_k * max_product <= _FLOAT32_EXACT else row_bound(a, b_max)
+    else:
+        bound = abs_sum_bound(a, b)
+        at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit  # margin: rounding of the add
+        if at_risk.any() and blas_ok:
+            exact_bound = exact_sums(a, b, bound, max_product, at_risk, absolute=True)
+            at_risk &= exact_bound > slack
     n_risk = int(np.count_nonzero(at_risk))
     if n_risk < at_risk.size and blas_ok:
         out = exact_sums(a, b, bound, max_product, None if n_risk == 0 else ~at_risk)
@@ -188,28 +243,53 @@ def gemm_batched(
 
 
 def _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, psum_events) -> None:
+    """Run the sequential kernel on the outputs at risk, oriented so each pass has long vectors.
+
+    Rows holding many outputs at risk run along their columns; the remaining outputs run along
+    their columns' rows on the transposed problem (b^T @ a^T), so that a hot column does not
+    turn into one scalar chain per row.
+    """
     n_g, n_m, n_k = a.shape
     n_n = b.shape[2]
-    per_row = at_risk.reshape(n_g * n_m, n_n)
-    counts = per_row.sum(axis=1)
-    rows = np.flatnonzero(counts).astype(np.int64)
-    col_ptr = np.zeros(rows.size + 1, np.int64)
-    np.cumsum(counts[rows], out=col_ptr[1:])
-    cols = np.nonzero(per_row[rows])[1].astype(np.int64)
+    dense_rows = at_risk.sum(axis=2) >= max(1, n_n // _DENSE_ROW_DIVISOR)
+    by_row = at_risk & dense_rows[:, :, None]
+    rest = at_risk & ~by_row
     dtype = _smallest_int_dtype(max(a_max, b_max))
     acc, psum = plan.acc, plan.psum if plan.psum is not None else plan.acc
     bias_arr = np.zeros((n_g, n_n), np.int64) if bias is None else bias.astype(np.int64)
     fits_int32 = max(acc.bits, psum.bits) <= 32 and a_max * b_max < (1 << 31)
-    sequential_rows(
-        np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype),
-        rows, col_ptr, cols, bias_arr,
+    registers = (
         bias is not None and plan.bias_mode == "post",
         bias is not None and plan.bias_mode == "preload",
         n_k if plan.k_chunk is None else plan.k_chunk,
         acc.lo, acc.hi, 64 - acc.bits, acc.overflow.value == "wrap",
         plan.psum is not None, psum.lo, psum.hi, 64 - psum.bits, psum.overflow.value == "wrap",
-        np.int32 if fits_int32 else np.int64, out, acc_events, psum_events,
+        np.int32 if fits_int32 else np.int64,
     )  # fmt: skip
+    if by_row.any():
+        _sequential_pass(np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype),
+                         by_row, bias_arr, False, registers, out, acc_events, psum_events)  # fmt: skip
+    if rest.any():
+        shape_t = (n_g, n_n, n_m)
+        out_t, acc_t, psum_t = (np.zeros(shape_t, np.int64) for _ in range(3))
+        _sequential_pass(np.ascontiguousarray(b.transpose(0, 2, 1), dtype=dtype),
+                         np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype),
+                         rest.transpose(0, 2, 1), bias_arr, True, registers, out_t, acc_t, psum_t)  # fmt: skip
+        for full, part in ((out, out_t), (acc_events, acc_t), (psum_events, psum_t)):
+            full[rest] = part.transpose(0, 2, 1)[rest]
+
+
+def _sequential_pass(a, b, mask, bias, bias_by_row, registers, out, acc_events, psum_events) -> None:
+    n_g, n_m, n_k = a.shape
+    per_row = mask.reshape(n_g * n_m, b.shape[2])
+    counts = per_row.sum(axis=1)
+    rows = np.flatnonzero(counts).astype(np.int64)
+    col_ptr = np.zeros(rows.size + 1, np.int64)
+    np.cumsum(counts[rows], out=col_ptr[1:])
+    cols = np.nonzero(per_row[rows])[1].astype(np.int64)
+    with threads_for(cols.size * n_k):
+        sequential_rows(a, b, rows, col_ptr, cols, bias, bias_by_row, *registers, out, acc_events,
+                        psum_events)  # fmt: skip
 
 
 def check_bias(bias: object, n: int, plan: ReductionPlan, what: str = "bias") -> np.ndarray | None:

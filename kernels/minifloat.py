@@ -31,6 +31,9 @@ from formats.modes import Rounding, as_rounding
 from formats.rounding_nb import two_sum
 from kernels.conv import _pads, _pair, lower_conv
 from kernels.plan import BIAS_MODES
+from kernels.threads import threads_for
+
+ROUNDING_COST = 16  # a rounded addition costs about this many simple operations
 
 _FLOAT64_PRECISION = 53
 _ROUND_TO_ODD_MAX_MAN_BITS = 50
@@ -160,15 +163,16 @@ class MinifloatPlan:
         out = np.empty((n_g, n_m, b.shape[2]))
         product = self.product or self.acc
         psum = self.psum or self.acc
-        _minifloat_rows(
-            np.ascontiguousarray(a), np.ascontiguousarray(b),
-            np.zeros((n_g, b.shape[2])) if bias is None else bias,
-            bias is not None and self.bias_mode == "post",
-            bias is not None and self.bias_mode == "preload",
-            n_k if self.k_chunk is None else int(self.k_chunk),
-            self.product is not None, product.nb_params(), self.acc.nb_params(), self.acc_inexact,
-            self.psum is not None, psum.nb_params(), self.psum_inexact, self.rounding.code, out,
-        )  # fmt: skip
+        with threads_for(ROUNDING_COST * a.size * b.shape[2]):
+            _minifloat_rows(
+                np.ascontiguousarray(a), np.ascontiguousarray(b),
+                np.zeros((n_g, b.shape[2])) if bias is None else bias,
+                bias is not None and self.bias_mode == "post",
+                bias is not None and self.bias_mode == "preload",
+                n_k if self.k_chunk is None else int(self.k_chunk),
+                self.product is not None, product.nb_params(), self.acc.nb_params(), self.acc_inexact,
+                self.psum is not None, psum.nb_params(), self.psum_inexact, self.rounding.code, out,
+            )  # fmt: skip
         return out
 
 

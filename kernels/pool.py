@@ -21,6 +21,7 @@ from formats.errors import RsimError
 from formats.modes import Rounding, as_rounding
 from formats.rounding_nb import FLOOR, NEAREST_AWAY, NEAREST_EVEN, NEAREST_UP, STOCHASTIC, TOWARD_ZERO
 from kernels.conv import _pads, _pair
+from kernels.threads import threads_for
 
 
 @njit(cache=True)
@@ -115,8 +116,9 @@ def max_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
     arr, (kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow) = _pool_args(
         x, kernel, stride, padding, dilation, ceil_mode)
     out = np.empty((arr.shape[0], arr.shape[1], oh, ow), np.int64)
-    _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
-          True, False, Rounding.FLOOR.code, np.zeros(1), out)  # fmt: skip
+    with threads_for(out.size * kh * kw):
+        _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
+              True, False, Rounding.FLOOR.code, np.zeros(1), out)  # fmt: skip
     return out
 
 
@@ -134,6 +136,7 @@ def avg_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
         if not isinstance(rng, np.random.Generator):
             raise RsimError("rng: rounding=stochastic needs a numpy.random.Generator")
         u = rng.random(out.size)
-    _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
-          False, bool(count_include_pad), mode.code, u, out)  # fmt: skip
+    with threads_for(out.size * kh * kw):
+        _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
+              False, bool(count_include_pad), mode.code, u, out)  # fmt: skip
     return out
