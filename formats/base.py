@@ -121,6 +121,26 @@ class Format(ABC):
             raise RsimError(f"decode {self}: codes must lie in [{lo}, {hi}]")
         return self._decode(flat, arr.shape).reshape(arr.shape)
 
+    def sample_codes(self) -> list[int]:
+        """A few telling codes: zero, the smallest values, one, the extremes and special codes."""
+        values = [0.0, self.smallest_positive, self.smallest_normal, 1.0, self.max, self.min]
+        values = [v for v in values if self.quantize([v])[0] == v]
+        codes = {int(c) for c in self.encode(values)}
+        for name in ("inf_code", "nan_code"):
+            code = getattr(self, name, -1)
+            if code >= 0:
+                codes.add(code)
+        return sorted(codes, key=lambda c: (c < 0, abs(c)))
+
+    def bit_string(self, code: int) -> str:
+        """The code's bits (two's complement for negative codes), fields separated by spaces."""
+        pattern = format(code & ((1 << self.bits) - 1), f"0{self.bits}b")
+        fields, start = [], 0
+        for field in self.layout():
+            fields.append(pattern[start:start + field.width])
+            start += field.width
+        return " ".join(f for f in fields if f)
+
     @property
     def code_range(self) -> tuple[int, int]:
         """The smallest and largest integer `encode` returns (bit patterns: 0 .. 2^bits - 1)."""

@@ -77,10 +77,13 @@ class FixedPoint(Format):
         return self.step
 
     def layout(self) -> tuple[Field, ...]:
-        if self.signed:
-            return (Field("sign", 1), Field("magnitude", self.bits - 1)) if self.bits > 1 else (
-                Field("sign", 1),)
-        return (Field("magnitude", self.bits),)
+        """Sign (two's complement), integer and fraction bits; a binary point outside the code
+        (fl < 0 or fl >= bits) leaves only integer or only fraction bits."""
+        body = self.bits - int(self.signed)
+        fraction = min(max(self.fl, 0), body)
+        fields = [Field("sign", 1)] if self.signed else []
+        fields += [Field("integer", body - fraction), Field("fraction", fraction)]
+        return tuple(f for f in fields if f.width)
 
     def describe(self) -> str:
         kind = "signed two's-complement" if self.signed else "unsigned"
