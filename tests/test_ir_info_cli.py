@@ -8,7 +8,7 @@ import onnx
 from click.testing import CliRunner
 
 import rsim
-from rsim.cli.info_cmd import default_model_path
+from rsim.shipped import default_model_path
 from tests.onnx_graphs import resnet_style
 
 

@@ -17,6 +17,7 @@ import pytest
 from onnx import numpy_helper
 
 import rsim
+from rsim.shipped import default_data_path, default_model_path
 from tests.onnx_graphs import mobilenet_style, resnet_style
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
@@ -103,11 +104,8 @@ def test_generated_graphs_fold_batchnorm_and_the_shape_subgraph(tmp_path):
 
 
 def test_shipped_default_model_agrees_with_onnxruntime_and_classifies_its_validation_digits():
-    from importlib import resources
-
-    data = resources.files("rsim") / "data"
-    path = Path(str(data / "default_model.onnx"))
-    val = np.load(str(data / "digits_val.npz"))
+    path = default_model_path()
+    val = np.load(default_data_path())
     x, y = val["x"], val["y"]
     assert x.dtype == np.float32 and x.shape[1:] == (1, 8, 8) and y.dtype == np.int64
     net = rsim.load(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -10,11 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from formats.errors import RsimError
-
-
-def default_model_path() -> Path:
-    """The model shipped with rsim (a LeNet-style CNN on 8x8 digits)."""
-    return Path(str(resources.files("rsim") / "data" / "default_model.onnx"))
+from rsim.shipped import default_model_path
 
 
 def parse_input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
