@@ -52,7 +52,7 @@ class Layer:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     attrs: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     network: Network | None = field(default=None, repr=False)
     _params_by_dtype: dict[np.dtype, dict[str, np.ndarray]] = field(
         default_factory=dict, repr=False
