@@ -315,6 +315,15 @@ class Network:
         dt = _float_dtype(dtype)
         feeds = self._check_feeds(inputs)
         if self._graph is None:
+            for name, array in feeds.items():
+                spec = self.input_specs[name]
+                if array.ndim != len(spec) or any(
+                    s is not None and s != d for s, d in zip(spec[1:], array.shape[1:], strict=True)
+                ):
+                    raise RsimError(
+                        f"input {name!r} has shape {array.shape}; the model expects "
+                        f"{_spec_text(('N',) + spec[1:])} (? = any size, bound by this first run)"
+                    )
             self.bind({n: a.shape for n, a in feeds.items()})
         batch = self._check_feed_shapes(feeds)
         self.shapes(batch)

@@ -238,6 +238,8 @@ def test_symbolic_height_and_width_bind_on_first_run_or_from_input_shapes(tmp_pa
     lazy = rsim.load(path)
     with pytest.raises(RsimError, match="symbolic input dimensions.*input_shapes"):
         lazy.shape("c")
+    with pytest.raises(RsimError, match=r"input 'x' has shape \(3, 10, 12\).*\[N, 3, \?, \?\]"):
+        lazy.run_float(np.zeros((3, 10, 12), np.float32))
     x = np.random.default_rng(4).normal(size=(2, 3, 10, 12)).astype(np.float32)
     y = lazy.run_float(x)["y"]
     assert y.shape == (2, 2, 1, 1) and lazy.shape("c", batch=4) == (4, 2, 10, 12)
