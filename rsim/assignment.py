@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from formats import FixedPoint, Format
+from formats import FixedPoint, Format, Minifloat
 from formats.errors import RsimError
 from formats.pow2 import PowerOfTwo
 from hwconfigs.schema import Accelerator, DynamicFixed, Register
@@ -87,24 +87,35 @@ def _float_emulated(layer: Layer, in_fmts: tuple[Format, ...]) -> bool:
         return True
     if layer.op in ("add", "sub") and ("constant" in layer.params or len(in_fmts) != 2):
         return True
-    integer = [isinstance(fmt, FixedPoint) for fmt in in_fmts]
-    if not all(integer):
-        # minifloat tensors: only the format-keeping ops and MAC layers have a model here
-        return not (keeps_format(layer) or layer.op in MAC_OPS)
+    if not all(isinstance(fmt, FixedPoint) for fmt in in_fmts):
+        # minifloat tensors: a float unit computes these; anything else is emulated
+        return not (keeps_format(layer) or layer.op in ("conv", "gemm", "add", "sub", "concat"))
     return False
 
 
 def _quantize_constants(quant: LayerQuant) -> None:
-    """Weight codes and the bias aligned to the accumulator, for an integer MAC layer."""
+    """Weights and bias of a MAC layer: integer codes with the bias aligned to the
+    accumulator, or minifloat values with the bias in the register it enters."""
     layer, datapath = quant.layer, quant.datapath
     weights = layer.params.get("weight", layer.params.get("constant"))
-    if not isinstance(quant.in_fmts[0], FixedPoint):
-        raise RsimError(f"layer '{layer.name}': minifloat activations with MAC layers are not "
-                        "supported by the simulator yet")
     rounding = datapath.requant_rounding.value
     spec = datapath.weights
     if isinstance(spec, DynamicFixed):
         spec = spec.at(weights_fl(weights, spec.bits))
+    if isinstance(quant.in_fmts[0], Minifloat):
+        if not isinstance(spec, Minifloat) or quant.plan.is_integer:
+            raise RsimError(f"layer '{layer.name}': minifloat activations need minifloat weights "
+                            f"and a float accumulator, got weights {spec}")
+        quant.weights = spec.quantize(weights, rounding=rounding, overflow="saturate")
+        quant.weight_fmt = spec
+        bias = layer.params.get("bias")
+        if bias is not None:
+            quant.bias_fmt = datapath.bias
+            register = register_entered(quant.plan).format
+            quant.bias = register.quantize(
+                datapath.bias.quantize(bias, rounding=rounding, overflow="saturate"),
+                rounding=rounding, overflow="saturate")
+        return
     if isinstance(spec, FixedPoint):
         quant.weights = spec.encode(weights, rounding=rounding, overflow="saturate").astype(np.int64)
         quant.weight_fl = spec.fl

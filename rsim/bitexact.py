@@ -132,17 +132,20 @@ class LayerQuant:
         """The layer on simulated inputs (formats as `in_fmts` says)."""
         op = self.layer.op
         rounding = self.datapath.requant_rounding.value
-        if self.float_emulated:
+        if op in MAC_OPS and not self.float_emulated:
+            return (self._mac_integer(inputs, rng) if self.integer
+                    else self._mac_float(inputs))
+        if self.float_emulated or not self.integer:
+            # no integer model, or minifloat tensors: selections (relu, max, layout) are exact
+            # in float64, sums and averages are rounded once to the output format
             result = self.layer.forward(*(t.values() for t in inputs), dtype=np.float64)
             out, clipped = quantize(result, self.out_fmt, rounding, rng)
             return Outcome(out, clipped)
-        if op in MAC_OPS:
-            return (self._mac_integer(inputs, rng) if self.integer
-                    else self._mac_float(inputs))
         x = inputs[0]
         if op in CODE_LAYOUT_OPS or op == "pad":
+            # codes below 2^53 are exact in float64, so the float layout op moves them unchanged
             data = self.layer.forward(x.data.astype(np.float64), dtype=np.float64)
-            return Outcome(QTensor(_same_kind(data, x), x.fmt))
+            return Outcome(QTensor(data.astype(np.int64), x.fmt))
         if op == "relu":
             return Outcome(QTensor(np.maximum(x.data, 0), x.fmt))
         if op == "clip":
@@ -202,8 +205,26 @@ class LayerQuant:
         return acc, stats
 
     def _mac_float(self, inputs: list[QTensor]) -> Outcome:
-        raise RsimError(f"layer '{self.layer.name}': minifloat MAC datapaths are not supported "
-                        "by the simulator yet")
+        """A minifloat MAC layer: exact (or product-format) products, accumulator and partial
+        sums rounded after every addition as the plan says, then the output format."""
+        layer, attrs, plan = self.layer, self.layer.attrs, self.plan
+        x = inputs[0]
+        common = dict(acc_format=plan.accumulator.format, product_format=self.datapath.product,
+                      k_chunk=plan.k_chunk, bias=self.bias, bias_mode=plan.bias_mode,
+                      psum_format=None if plan.partial_sum is None else plan.partial_sum.format,
+                      rounding=self.datapath.requant_rounding)
+        if layer.op == "conv":
+            acc = kernels.minifloat_conv2d(
+                x.data, self.weights, x_format=x.fmt, w_format=self.weight_fmt,
+                stride=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
+                groups=attrs["groups"], **common)
+        else:  # gemm: conv_transpose and matmul on minifloats are float-emulated
+            flat = x.data.reshape(-1, x.data.shape[-1])
+            acc = kernels.minifloat_gemm(flat, self.weights, a_format=x.fmt,
+                                         b_format=self.weight_fmt, **common)
+            acc = acc.reshape(*x.data.shape[:-1], acc.shape[-1])
+        out, clipped = quantize(acc, self.out_fmt, self.datapath.requant_rounding.value, None)
+        return Outcome(out, clipped, acc)
 
     def _requantize(self, acc: np.ndarray, acc_fl: int, rng) -> tuple[QTensor, np.ndarray]:
         """Accumulator codes (acc_fl fractional bits) to the output format: one rounding shift,
@@ -247,11 +268,6 @@ class LayerQuant:
         joined = np.concatenate(parts, axis=self.layer.attrs["axis"])
         codes = np.clip(joined, fmt.min_code, fmt.max_code)
         return Outcome(QTensor(codes, fmt), codes != joined)
-
-
-def _same_kind(data: np.ndarray, like: QTensor) -> np.ndarray:
-    """Layout results computed on float64 copies of codes, back in the codes' dtype."""
-    return data.astype(np.int64) if isinstance(like.fmt, FixedPoint) else data
 
 
 def _register_text(register) -> str:

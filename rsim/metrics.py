@@ -25,8 +25,9 @@ Non-finite inputs (an overflow to inf or NaN in a minifloat datapath) propagate:
 inf or NaN and so do the statistics built on them; max/min report them as well.
 
 End to end: `AgreementAccumulator` (top-1 agreement of two logit arrays) and `AccuracyAccumulator`
-(top-k accuracy against labels). Ranks count strictly larger logits, so ties are resolved in the
-sample's favour and independently of class order.
+(top-k accuracy against labels). A class ranks above the labelled one when its logit is larger,
+or equal with a lower class index: the order of a stable descending sort, so top-1 is the first
+argmax, as the agreement uses, and a model whose logits are all equal is not scored as right.
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def _as_logits(logits: Any, what: str) -> np.ndarray:
 
 
 def label_ranks(logits: Any, labels: Any) -> np.ndarray:
-    """Per sample, how many classes score strictly higher than the labelled one (0 = top-1)."""
+    """Per sample, how many classes rank above the labelled one (0 = top-1): larger logits, and
+    equal logits of lower class index."""
     scores = _as_logits(logits, "logits")
     labels = np.asarray(labels)
     if labels.shape != (scores.shape[0],):
@@ -233,7 +235,8 @@ def label_ranks(logits: Any, labels: Any) -> np.ndarray:
             f"got {labels.min()}..{labels.max()}"
         )
     labelled = np.take_along_axis(scores, labels.astype(np.intp)[:, None], axis=1)
-    ranks = np.count_nonzero(scores > labelled, axis=1)
+    earlier = np.arange(classes)[None, :] < labels[:, None]
+    ranks = np.count_nonzero((scores > labelled) | ((scores == labelled) & earlier), axis=1)
     ranks[np.isnan(labelled[:, 0])] = classes  # a NaN score for the label is never a hit
     return ranks
 

