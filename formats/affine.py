@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.base import Field, Format, check_int
 from formats.errors import RsimError
@@ -97,7 +97,7 @@ def _codes_loop(rounding, x, u, codes, params):
     scales, zero_points, inner, min_code, max_code = params
     channels = scales.size
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         c = (i // inner) % channels
@@ -106,7 +106,7 @@ def _codes_loop(rounding, x, u, codes, params):
     return nan_count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def affine_codes_array(x, params, rounding, u, codes):
     """codes[i] = affine_code(x[i], ...) with the channel of element i; returns the NaN count.
 

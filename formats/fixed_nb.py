@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.rounding_nb import STOCHASTIC, WRAP, by_rounding, round_to_integer
 
@@ -80,7 +80,7 @@ def fixed_code(
 def _codes_loop(rounding, x, u, codes, params):
     scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow = params
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         ui = u[i] if rounding == STOCHASTIC else 0.0
@@ -95,7 +95,7 @@ def _values_loop(rounding, x, u, out, params):
     low = np.float64(min_code)  # exact up to 53 bits; wider codes round like their values do
     high = np.float64(max_code)
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         ui = u[i] if rounding == STOCHASTIC else 0.0
@@ -108,14 +108,14 @@ def _values_loop(rounding, x, u, out, params):
     return nan_count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def fixed_codes_array(x, params, rounding, u, codes):
     """codes[i] = fixed_code(x[i], *params, rounding, u[i]) over flat arrays; returns the number
     of NaN inputs."""
     return by_rounding(_codes_loop, rounding, x, u, codes, params)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def fixed_values_array(x, params, rounding, u, step, out):
     """out[i] = fixed_code(x[i], *params, rounding, u[i]) * step over flat arrays; returns the
     number of NaN inputs."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.rounding_nb import (FLOOR, STOCHASTIC, TOWARD_ZERO, by_rounding, exponent_of,
                                  floor_of_sum, pow2, round_to_integer)
@@ -86,7 +86,7 @@ def round_float(
     return v if signed_zero else v + 0.0  # fnuz: -0 + 0 = +0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def float_bits(v: float, negative: bool, man_bits: int, bias: int, min_exp: int,
                sign_bit: int, inf_code: int, nan_code: int) -> int:
     """Bit pattern of v, a value of the format (NaN and +-inf included).
@@ -114,7 +114,7 @@ def float_bits(v: float, negative: bool, man_bits: int, bias: int, min_exp: int,
 def _values_loop(rounding, x, u, out, params):
     man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero = params
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         ui = u[i] if rounding == STOCHASTIC else 0.0
@@ -128,7 +128,7 @@ def _codes_loop(rounding, x, u, codes, params):
     (man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero,
      bias, sign_bit, inf_code, nan_code) = params
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         ui = u[i] if rounding == STOCHASTIC else 0.0
@@ -139,13 +139,13 @@ def _codes_loop(rounding, x, u, codes, params):
     return nan_count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def float_values_array(x, params, rounding, u, out):
     """out[i] = round_float(x[i], *params, rounding, u[i]); returns the number of NaN inputs."""
     return by_rounding(_values_loop, rounding, x, u, out, params)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def float_codes_array(x, params, bit_params, rounding, u, codes):
     """codes[i] = bit pattern of round_float(x[i], ...); returns the number of NaN inputs."""
     return by_rounding(_codes_loop, rounding, x, u, codes, params + bit_params)
@@ -193,12 +193,12 @@ def round_ristretto_minifloat(x: float, exp_bits: int, man_bits: int, rounding: 
     return np.float64(np.float32(math.copysign(v, xf)))
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def ristretto_values_array(x, exp_bits, man_bits, rounding, u, out):
     """out[i] = round_ristretto_minifloat(x[i], ...); returns the number of NaN inputs."""
     stochastic = rounding == STOCHASTIC
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         if xi != xi:
             nan_count += 1

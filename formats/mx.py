@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.base import Field, Format, check_int
 from formats.errors import RsimError
@@ -44,7 +44,7 @@ class MXCodes(NamedTuple):
 def _float_loop(rounding, blocks, u, out, params):
     exps, man_bits, min_exp, max_exp, max_value, subnormals, signed_zero = params
     n_blocks, size = blocks.shape
-    for b in prange(n_blocks):
+    for b in range(n_blocks):
         s = exps[b]
         for j in range(size):
             ui = u[b * size + j] if rounding == STOCHASTIC else 0.0
@@ -54,7 +54,7 @@ def _float_loop(rounding, blocks, u, out, params):
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def mx_float_elements(blocks, params, rounding, u, out):
     """out[b, j] = the minifloat element of blocks[b, j] under the block's scale 2^exps[b]."""
     return by_rounding(_float_loop, rounding, blocks, u, out, params)
@@ -64,7 +64,7 @@ def mx_float_elements(blocks, params, rounding, u, out):
 def _int_loop(rounding, blocks, u, out, params):
     exps, fl, lo, hi, modulus, min_code, max_code, overflow = params
     n_blocks, size = blocks.shape
-    for b in prange(n_blocks):
+    for b in range(n_blocks):
         s = exps[b]
         for j in range(size):
             ui = u[b * size + j] if rounding == STOCHASTIC else 0.0
@@ -74,7 +74,7 @@ def _int_loop(rounding, blocks, u, out, params):
     return 0
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def mx_int_elements(blocks, params, rounding, u, out):
     """out[b, j] = the fixed-point element of blocks[b, j] under the block's scale 2^exps[b]."""
     return by_rounding(_int_loop, rounding, blocks, u, out, params)

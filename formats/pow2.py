@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.base import Field, Format, check_int
 from formats.errors import RsimError
@@ -70,7 +70,7 @@ def round_pow2(x: float, exp_min: int, exp_max: int, zero: bool, rounding: int, 
 def _values_loop(rounding, x, u, out, params):
     exp_min, exp_max, zero = params
     nan_count = 0
-    for i in prange(x.size):
+    for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         ui = u[i] if rounding == STOCHASTIC else 0.0
@@ -78,7 +78,7 @@ def _values_loop(rounding, x, u, out, params):
     return nan_count
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def pow2_values_array(x, params, rounding, u, out):
     """out[i] = round_pow2(x[i], *params, rounding, u[i]); returns the number of NaN inputs."""
     return by_rounding(_values_loop, rounding, x, u, out, params)
