@@ -24,7 +24,7 @@ def _number(value: float | None, digits: int = 2) -> str:
 
 def _result(value: float | None) -> str:
     """An end-to-end figure: whole numbers (samples, cycles) with separators, shares to 4 places."""
-    if value is not None and math.isfinite(value) and value == int(value) and abs(value) >= 1:
+    if value is not None and math.isfinite(value) and value == int(value) and abs(value) > 1:
         return f"{int(value):,}"
     return _number(value, 4)
 
