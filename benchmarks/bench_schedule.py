@@ -23,9 +23,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import hwconfigs  # noqa: E402
-from rsim import scalesim_io  # noqa: E402
-from rsim.schedule import schedule  # noqa: E402
+import hwconfigs
+from rsim import scalesim_io
+from rsim.schedule import schedule
 
 GOLDEN_SCRIPT_DIR = REPO / "tests" / "data" / "scalesim"
 
@@ -52,8 +52,8 @@ print(json.dumps(results))
 def fifty_layer_topology() -> str:
     """A ResNet-style CIFAR network: stem, 3 stages of 16 3x3 convs (stride 2 entering a
     stage, ifmap pre-padded), and a classifier: 50 layers."""
-    rows = ["Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
-            "Num Filter, Strides,", "stem, 34, 34, 3, 3, 3, 16, 1,"]
+    rows = [("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+            "Num Filter, Strides,"), "stem, 34, 34, 3, 3, 3, 16, 1,"]
     size, channels = 32, 16
     for stage, width in enumerate((16, 32, 64)):
         for i in range(16):

@@ -6,9 +6,24 @@
     hwconfigs.DEFAULT                            # the config used when none is given
 """
 
-from hwconfigs.loader import DEFAULT, config_path, from_dict, json_schema, list_configs, load
-from hwconfigs.schema import (Accelerator, Array, Datapath, DynamicFixed, Energy, Memory,
-                              Register, format_bits)
+from hwconfigs.loader import (
+                              DEFAULT,
+                              config_path,
+                              from_dict,
+                              json_schema,
+                              list_configs,
+                              load,
+)
+from hwconfigs.schema import (
+                              Accelerator,
+                              Array,
+                              Datapath,
+                              DynamicFixed,
+                              Energy,
+                              Memory,
+                              Register,
+                              format_bits,
+)
 
 __all__ = [
     "DEFAULT",

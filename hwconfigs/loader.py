@@ -147,7 +147,7 @@ def _union_tags(annotation: Any) -> set[str]:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
-        tags |= {str(getattr(meta, "tag")) for meta in args[1:] if hasattr(meta, "tag")}
+        tags |= {str(meta.tag) for meta in args[1:] if hasattr(meta, "tag")}
         tags |= _union_tags(args[0])
     elif origin in (typing.Union, types.UnionType):
         for arg in args:

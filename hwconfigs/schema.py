@@ -11,10 +11,18 @@ known.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, PositiveFloat, PositiveInt,
-                      Tag, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    Tag,
+    model_validator,
+)
 
 from formats import FormatField
 from formats.fixed import FixedPoint
@@ -56,7 +64,7 @@ def _operand_kind(value: Any) -> str:
 
 
 OperandFormat = Annotated[
-    Union[Annotated[FormatField, Tag("spec")], Annotated[DynamicFixed, Tag("dynamic")]],
+    Annotated[FormatField, Tag("spec")] | Annotated[DynamicFixed, Tag("dynamic")],
     Discriminator(_operand_kind),
 ]
 

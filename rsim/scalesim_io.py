@@ -147,8 +147,8 @@ def _conv_rows(name: str, height: int, width: int, filter_h: int, filter_w: int,
         raise RsimError(f"layer {name!r}: Strides must be a positive integer, got {stride}")
     out_h = -(-(height - filter_h + stride) // stride)
     out_w = -(-(width - filter_w + stride) // stride)
-    geometry = dict(in_h=height, in_w=width, out_h=out_h, out_w=out_w, kernel_h=filter_h,
-                    kernel_w=filter_w, out_channels=filters, batch=batch)
+    geometry = {"in_h": height, "in_w": width, "out_h": out_h, "out_w": out_w, "kernel_h": filter_h,
+                    "kernel_w": filter_w, "out_channels": filters, "batch": batch}
     if "DP" in name:
         return [conv_work(f"{name}Channel_{i}", in_channels=1, **geometry) for i in range(channels)]
     return [conv_work(name, in_channels=channels, **geometry)]

@@ -15,8 +15,15 @@ from click.testing import CliRunner
 import hwconfigs
 from formats import RsimError
 from rsim import scalesim_io
-from rsim.schedule import (ROW_COLUMNS, conv_work, fold_timing, gemm_work, schedule,
-                           schedule_layer, schedule_rows)
+from rsim.schedule import (
+    ROW_COLUMNS,
+    conv_work,
+    fold_timing,
+    gemm_work,
+    schedule,
+    schedule_layer,
+    schedule_rows,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
@@ -59,13 +66,13 @@ def test_conv_lowering_gives_one_gemm_per_group_with_the_group_slice():
 
 
 @pytest.mark.parametrize("kwargs, key", [
-    (dict(groups=3), "groups=3 must divide"),
-    (dict(out_h=0), "out_h must be a positive integer"),
-    (dict(kernel_w=-1), "kernel_w must be a positive integer"),
+    ({"groups": 3}, "groups=3 must divide"),
+    ({"out_h": 0}, "out_h must be a positive integer"),
+    ({"kernel_w": -1}, "kernel_w must be a positive integer"),
 ])
 def test_bad_geometry_names_the_layer_and_the_field(kwargs, key):
-    geometry = dict(in_h=4, in_w=4, in_channels=4, out_h=2, out_w=2, out_channels=4, kernel_h=3,
-                    kernel_w=3)
+    geometry = {"in_h": 4, "in_w": 4, "in_channels": 4, "out_h": 2, "out_w": 2, "out_channels": 4, "kernel_h": 3,
+                    "kernel_w": 3}
     geometry.update(kwargs)
     with pytest.raises(RsimError, match=f"layer 'bad': {key}"):
         conv_work("bad", **geometry)
@@ -104,8 +111,8 @@ def _tiny_buffers(accel, **kib):
     return _with(accel, memory=sizes)
 
 
-CONV = dict(in_h=16, in_w=16, in_channels=8, out_h=14, out_w=14, out_channels=40, kernel_h=3,
-            kernel_w=3)
+CONV = {"in_h": 16, "in_w": 16, "in_channels": 8, "out_h": 14, "out_w": 14, "out_channels": 40, "kernel_h": 3,
+            "kernel_w": 3}
 
 
 @pytest.mark.parametrize("name", ["edge-int8", "os-int16", "fp8-e4m3"])

@@ -49,8 +49,8 @@ def load_layers(model: str, batch: int):
     """GEMM work of a model file: a SCALE-Sim topology CSV, or any model `rsim.load` reads."""
     if Path(model).suffix.lower() == ".csv":
         return scalesim_io.read_topology(model, batch=batch)
-    from rsim.schedule.from_network import network_work
     import rsim
+    from rsim.schedule.from_network import network_work
 
     return network_work(rsim.load(model), batch=batch)
 

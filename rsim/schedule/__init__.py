@@ -9,8 +9,14 @@ See DESIGN.md "Scheduler"; timing is SCALE-Sim 3.0.0's closed form (rsim.schedul
 
 from rsim.schedule.geometry import GemmWork, conv_work, gemm_work
 from rsim.schedule.plan import AccumulationPlan
-from rsim.schedule.scheduler import (ROW_COLUMNS, LayerSchedule, Schedule, schedule,
-                                     schedule_layer, schedule_rows)
+from rsim.schedule.scheduler import (
+                                     ROW_COLUMNS,
+                                     LayerSchedule,
+                                     Schedule,
+                                     schedule,
+                                     schedule_layer,
+                                     schedule_rows,
+)
 from rsim.schedule.systolic import DATAFLOWS, OS_FILLS, FoldTiming, fold_timing
 from rsim.schedule.traffic import Traffic
 

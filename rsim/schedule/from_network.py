@@ -39,7 +39,7 @@ def _conv(layer, in_shapes, out_shape) -> GemmWork:
 
 
 def _conv_transpose(layer, in_shapes, out_shape) -> GemmWork:
-    (n, c, h, w), (_, o, ho, wo) = in_shapes[0], out_shape
+    (n, c, h, w), (_, _, ho, wo) = in_shapes[0], out_shape
     groups = layer.attrs["groups"]
     _, out_per_group, kh, kw = layer.params["weight"].shape
     m, k, cols = n * h * w, c // groups, out_per_group * kh * kw

@@ -95,9 +95,10 @@ def run_one(cfg: Path, topology: Path, out_dir: Path) -> list[dict]:
 
 
 def main() -> None:
+    from importlib.metadata import version
+
     import numpy
     import scalesim  # noqa: F401  (fail early when run from the wrong venv)
-    from importlib.metadata import version
 
     (HERE / "configs").mkdir(exist_ok=True)
     configs = {}
