@@ -23,6 +23,7 @@ import numpy as np
 
 import hwconfigs
 import traces
+from formats import FixedPoint
 from formats.errors import RsimError
 from hwconfigs.schema import Accelerator
 from rsim.assignment import assign, tensors_to_calibrate
@@ -333,8 +334,20 @@ def _run_batch(run: Prepared, meters: dict[str, _LayerMeters], x: np.ndarray,
         meter.isolated.update(expected, isolated.out.values(), isolated.clipped)
         meter.count(isolated, isolated=True)
         if writer is not None:
-            writer.append_tensors(layer.name, reference=expected, codes=propagated.out.data,
-                                  decoded=propagated.out.values())
+            writer.append_tensors(layer.name, **_stored_tensors(expected, propagated.out))
         if layer.outputs[0] == output:
             final = propagated.out.values()
     return reference[output], final
+
+
+def _stored_tensors(reference: np.ndarray, simulated: QTensor) -> dict[str, np.ndarray]:
+    """A batch of one layer's tensors for the trace, each in the narrowest dtype that holds it
+    exactly: codes in the format's integer width, decoded values in float32 when they fit."""
+    values = simulated.values()
+    narrow = values.astype(np.float32)
+    codes = simulated.data
+    fmt = simulated.fmt
+    if isinstance(fmt, FixedPoint):
+        codes = codes.astype(np.min_scalar_type(-(1 << (fmt.bits - fmt.signed))))
+    return {"reference": reference, "codes": codes,
+            "decoded": narrow if np.array_equal(narrow, values, equal_nan=True) else values}
