@@ -31,6 +31,60 @@ def register_add(acc, p, lo, hi, shift, wrap, T):
     return value, T(over | under)
 
 
+@njit(cache=True)
+def plan_row(a, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
+             acc_lo, acc_hi, acc_shift, acc_wrap, has_psum, psum_lo, psum_hi, psum_shift, psum_wrap,
+             out, acc_events, psum_events):  # fmt: skip
+    """The plan for the outputs (g, m, col[j]) of one row; bias_of[j] is each output's bias.
+
+    Registers and products use the type of acc_lo (int32 or int64, see `sequential_rows`).
+    """
+    T = type(acc_lo)
+    nc = col.shape[0]
+    n_k = a.shape[2]
+    acc = np.zeros(nc, T)
+    psum = np.zeros(nc, T)
+    ev_a = np.zeros(nc, T)
+    ev_p = np.zeros(nc, T)
+    for k0 in range(0, n_k, k_chunk):
+        for j in range(nc):
+            acc[j] = bias_of[j] if (bias_preload and k0 == 0) else T(0)
+        k1 = min(k0 + k_chunk, n_k)
+        if full:
+            for k in range(k0, k1):
+                av = T(a[g, m, k])
+                for j in range(nc):
+                    v, e = register_add(acc[j], T(av * T(b[g, k, j])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                    acc[j] = v
+                    ev_a[j] += e
+        else:
+            for k in range(k0, k1):
+                av = T(a[g, m, k])
+                for j in range(nc):
+                    v, e = register_add(acc[j], T(av * T(b[g, k, col[j]])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                    acc[j] = v
+                    ev_a[j] += e
+        if has_psum:
+            for j in range(nc):
+                v, e = register_add(psum[j], acc[j], psum_lo, psum_hi, psum_shift, psum_wrap, T)
+                psum[j] = v
+                ev_p[j] += e
+    for j in range(nc):
+        if has_psum:
+            result = psum[j]
+            if bias_post:
+                result, e = register_add(result, bias_of[j], psum_lo, psum_hi, psum_shift, psum_wrap, T)
+                ev_p[j] += e
+        else:
+            result = acc[j]
+            if bias_post:
+                result, e = register_add(result, bias_of[j], acc_lo, acc_hi, acc_shift, acc_wrap, T)
+                ev_a[j] += e
+        out[g, m, col[j]] = result
+        acc_events[g, m, col[j]] = ev_a[j]
+        psum_events[g, m, col[j]] = ev_p[j]
+
+
 @njit(cache=True, parallel=True)
 def sequential_rows(
     a, b, rows, col_ptr, cols, bias, bias_by_row, bias_post, bias_preload, k_chunk,
@@ -44,10 +98,10 @@ def sequential_rows(
     (zeros when absent). Results and per-output event counts are written into
     out, acc_events, psum_events (each (G, M, N)). k_chunk = K when there is no chunking.
     T (np.int32 or np.int64) is the arithmetic type: int32 runs twice as many SIMD lanes and is
-    exact when every register has <= 32 bits and every |product| < 2^31.
+    exact when every register has <= 32 bits and every |product| < 2^31. The rows run in
+    parallel; each is `plan_row`.
     """
-    acc_lo, acc_hi, psum_lo, psum_hi = T(acc_lo), T(acc_hi), T(psum_lo), T(psum_hi)
-    n_g, n_m, n_k = a.shape
+    n_m = a.shape[1]
     n_n = b.shape[2]
     for i in prange(rows.shape[0]):
         g = rows[i] // n_m
@@ -56,49 +110,10 @@ def sequential_rows(
         nc = col_ptr[i + 1] - c0
         full = nc == n_n
         col = np.empty(nc, np.int64)
-        for j in range(nc):
-            col[j] = j if full else cols[c0 + j]
         bias_of = np.empty(nc, T)
         for j in range(nc):
+            col[j] = j if full else cols[c0 + j]
             bias_of[j] = T(bias[g, m] if bias_by_row else bias[g, col[j]])
-        acc = np.zeros(nc, T)
-        psum = np.zeros(nc, T)
-        ev_a = np.zeros(nc, T)
-        ev_p = np.zeros(nc, T)
-        for k0 in range(0, n_k, k_chunk):
-            for j in range(nc):
-                acc[j] = bias_of[j] if (bias_preload and k0 == 0) else T(0)
-            k1 = min(k0 + k_chunk, n_k)
-            if full:
-                for k in range(k0, k1):
-                    av = T(a[g, m, k])
-                    for j in range(nc):
-                        v, e = register_add(acc[j], T(av * T(b[g, k, j])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
-                        acc[j] = v
-                        ev_a[j] += e
-            else:
-                for k in range(k0, k1):
-                    av = T(a[g, m, k])
-                    for j in range(nc):
-                        v, e = register_add(acc[j], T(av * T(b[g, k, col[j]])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
-                        acc[j] = v
-                        ev_a[j] += e
-            if has_psum:
-                for j in range(nc):
-                    v, e = register_add(psum[j], acc[j], psum_lo, psum_hi, psum_shift, psum_wrap, T)
-                    psum[j] = v
-                    ev_p[j] += e
-        for j in range(nc):
-            if has_psum:
-                result = psum[j]
-                if bias_post:
-                    result, e = register_add(result, bias_of[j], psum_lo, psum_hi, psum_shift, psum_wrap, T)
-                    ev_p[j] += e
-            else:
-                result = acc[j]
-                if bias_post:
-                    result, e = register_add(result, bias_of[j], acc_lo, acc_hi, acc_shift, acc_wrap, T)
-                    ev_a[j] += e
-            out[g, m, col[j]] = result
-            acc_events[g, m, col[j]] = ev_a[j]
-            psum_events[g, m, col[j]] = ev_p[j]
+        plan_row(a, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
+                 T(acc_lo), T(acc_hi), acc_shift, acc_wrap, has_psum, T(psum_lo), T(psum_hi),
+                 psum_shift, psum_wrap, out, acc_events, psum_events)  # fmt: skip

@@ -124,10 +124,10 @@ def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> Lowe
         dtype = x.dtype
     else:
         span = max(max_abs(x), abs(pad_value))
-        dtype = next(dt for dt in (np.int8, np.int16, np.int32, np.int64) if span <= np.iinfo(dt).max)
+        dtype = next(dt for dt in (np.int8, np.int32, np.int64) if span <= np.iinfo(dt).max)
     cols = np.empty((groups, n_b * oh * ow, cg * kh * kw), dtype)
     with threads_for(cols.size):
-        _im2col(np.ascontiguousarray(x), groups, kh, kw, stride[0], stride[1], dilation[0],
+        _im2col(np.ascontiguousarray(x, dtype=dtype), groups, kh, kw, stride[0], stride[1], dilation[0],
                 dilation[1], top, left, oh, ow, pad_value, k_order == "hwc", cols)  # fmt: skip
     layout = (0, 2, 3, 4, 1) if k_order == "chw" else (0, 3, 4, 2, 1)
     wmat = w.reshape(groups, og, cg, kh, kw).transpose(layout).reshape(groups, cg * kh * kw, og)

@@ -30,7 +30,7 @@ _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
 _BOUND_BLOCK = 32  # K-block of the cheap Σ|a·b| bound
 _DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs selected is handled as a whole row
-_INT_DTYPES = (np.int8, np.int16, np.int32, np.int64)
+_SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
 
 
 def int_codes(x: object, what: str, bits: int | None = None, ndim: int | None = None) -> np.ndarray:
@@ -59,7 +59,7 @@ def max_abs(x: np.ndarray) -> int:
 
 
 def _smallest_int_dtype(magnitude: int) -> type:
-    for dt in _INT_DTYPES:
+    for dt in _SEQUENTIAL_DTYPES:
         if magnitude <= np.iinfo(dt).max:
             return dt
     return np.int64

@@ -39,7 +39,7 @@ _FLOAT64_PRECISION = 53
 _ROUND_TO_ODD_MAX_MAN_BITS = 50
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def rounded_sum(x, y, params, rounding, maybe_inexact):
     """x + y correctly rounded to the format of `params` (see `Minifloat.nb_params`)."""
     s = x + y
@@ -51,41 +51,43 @@ def rounded_sum(x, y, params, rounding, maybe_inexact):
                        params[6], rounding, 0.0)  # fmt: skip
 
 
+@njit(cache=True)
+def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
+                  acc_params, acc_inexact, has_psum, psum_params, psum_inexact, rounding, out):  # fmt: skip
+    """One output row (g, m, :) of the minifloat plan."""
+    n_k = a.shape[2]
+    n_n = b.shape[2]
+    acc = np.zeros(n_n)
+    psum = np.zeros(n_n)
+    for k0 in range(0, n_k, k_chunk):
+        for n in range(n_n):
+            acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
+        for k in range(k0, min(k0 + k_chunk, n_k)):
+            av = a[g, m, k]
+            for n in range(n_n):
+                p = av * b[g, k, n]
+                if has_product:
+                    p = round_float(p, prod_params[0], prod_params[1], prod_params[2], prod_params[3],
+                                    prod_params[4], prod_params[5], prod_params[6], rounding, 0.0)  # fmt: skip
+                acc[n] = rounded_sum(acc[n], p, acc_params, rounding, acc_inexact)
+        if has_psum:
+            for n in range(n_n):
+                psum[n] = rounded_sum(psum[n], acc[n], psum_params, rounding, psum_inexact)
+    for n in range(n_n):
+        value = psum[n] if has_psum else acc[n]
+        if bias_post:
+            value = rounded_sum(value, bias[g, n], psum_params if has_psum else acc_params, rounding, True)
+        out[g, m, n] = value
+
+
 @njit(cache=True, parallel=True)
 def _minifloat_rows(a, b, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
                     acc_params, acc_inexact, has_psum, psum_params, psum_inexact, rounding, out):  # fmt: skip
-    n_g, n_m, n_k = a.shape
-    n_n = b.shape[2]
+    n_g, n_m, _ = a.shape
     for r in prange(n_g * n_m):
-        g = r // n_m
-        m = r % n_m
-        acc = np.zeros(n_n)
-        psum = np.zeros(n_n)
-        for k0 in range(0, n_k, k_chunk):
-            for n in range(n_n):
-                acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
-            for k in range(k0, min(k0 + k_chunk, n_k)):
-                av = a[g, m, k]
-                for n in range(n_n):
-                    p = av * b[g, k, n]
-                    if has_product:
-                        p = round_float(p, prod_params[0], prod_params[1], prod_params[2],
-                                        prod_params[3], prod_params[4], prod_params[5],
-                                        prod_params[6], rounding, 0.0)  # fmt: skip
-                    acc[n] = rounded_sum(acc[n], p, acc_params, rounding, acc_inexact)
-            if has_psum:
-                for n in range(n_n):
-                    psum[n] = rounded_sum(psum[n], acc[n], psum_params, rounding, psum_inexact)
-        for n in range(n_n):
-            if has_psum:
-                value = psum[n]
-                if bias_post:
-                    value = rounded_sum(value, bias[g, n], psum_params, rounding, True)
-            else:
-                value = acc[n]
-                if bias_post:
-                    value = rounded_sum(value, bias[g, n], acc_params, rounding, True)
-            out[g, m, n] = value
+        minifloat_row(a, b, r // n_m, r % n_m, bias, bias_post, bias_preload, k_chunk, has_product,
+                      prod_params, acc_params, acc_inexact, has_psum, psum_params, psum_inexact,
+                      rounding, out)  # fmt: skip
 
 
 def _quantum_exp(fmt: Minifloat) -> int:

@@ -15,13 +15,12 @@ its edge in ceil mode).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.errors import RsimError
 from formats.modes import Rounding, as_rounding
 from formats.rounding_nb import FLOOR, NEAREST_AWAY, NEAREST_EVEN, NEAREST_UP, STOCHASTIC, TOWARD_ZERO
 from kernels.conv import _pads, _pair
-from kernels.threads import threads_for
 
 
 @njit(cache=True)
@@ -63,12 +62,12 @@ def _out_size(size: int, k_eff: int, stride: int, before: int, after: int, ceil_
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, is_max,
           count_pad, rounding, u, out):  # fmt: skip
     n_b, n_c, h, w = x.shape
     stochastic = rounding == STOCHASTIC
-    for r in prange(n_b * n_c):
+    for r in range(n_b * n_c):
         n = r // n_c
         c = r % n_c
         for y in range(oh):
@@ -116,9 +115,8 @@ def max_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
     arr, (kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow) = _pool_args(
         x, kernel, stride, padding, dilation, ceil_mode)
     out = np.empty((arr.shape[0], arr.shape[1], oh, ow), np.int64)
-    with threads_for(out.size * kh * kw):
-        _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
-              True, False, Rounding.FLOOR.code, np.zeros(1), out)  # fmt: skip
+    _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
+          True, False, Rounding.FLOOR.code, np.zeros(1), out)  # fmt: skip
     return out
 
 
@@ -136,7 +134,6 @@ def avg_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
         if not isinstance(rng, np.random.Generator):
             raise RsimError("rng: rounding=stochastic needs a numpy.random.Generator")
         u = rng.random(out.size)
-    with threads_for(out.size * kh * kw):
-        _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
-              False, bool(count_include_pad), mode.code, u, out)  # fmt: skip
+    _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
+          False, bool(count_include_pad), mode.code, u, out)  # fmt: skip
     return out

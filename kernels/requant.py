@@ -18,13 +18,12 @@ saturate_symmetric over `out_bits` signed (two's complement) or unsigned codes.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from formats.base import check_int
 from formats.errors import RsimError
 from formats.modes import Overflow, Rounding, as_overflow, as_rounding
 from formats.rounding_nb import FLOOR, NEAREST_AWAY, NEAREST_EVEN, NEAREST_UP, STOCHASTIC, TOWARD_ZERO
-from kernels.threads import threads_for
 
 MAX_SHIFT = 62
 _U_BITS = 53  # numpy's Generator.random() returns multiples of 2^-53
@@ -71,10 +70,10 @@ def apply_overflow(v, lo, hi, bits, wrap, signed):
     return min(max(v, lo), hi)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _shift_requant(acc, shift, rounding, u, lo, hi, bits, wrap, signed, out):
     stochastic = rounding == STOCHASTIC
-    for i in prange(acc.size):
+    for i in range(acc.size):
         x = np.int64(acc[i])
         s = shift[i]
         if s >= 0:
@@ -84,11 +83,11 @@ def _shift_requant(acc, shift, rounding, u, lo, hi, bits, wrap, signed, out):
         out[i] = apply_overflow(v, lo, hi, bits, wrap, signed)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _exact_multiplier_requant(acc, multiplier, shift, rounding, u, zero_point, lo, hi, bits, wrap,
                               signed, out):  # fmt: skip
     stochastic = rounding == STOCHASTIC
-    for i in prange(acc.size):
+    for i in range(acc.size):
         x = np.int64(acc[i]) * multiplier[i]
         s = 31 - shift[i]
         if s >= 0:
@@ -121,9 +120,9 @@ def _rounding_divide_by_pot(x, exponent):
     return (x >> exponent) + (1 if remainder > threshold else 0)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def _tflite_requant(acc, multiplier, shift, zero_point, lo, hi, bits, wrap, signed, out):
-    for i in prange(acc.size):
+    for i in range(acc.size):
         left = max(shift[i], 0)
         right = max(-shift[i], 0)
         high = _srdhm(np.int64(acc[i]) << left, multiplier[i])
@@ -192,9 +191,8 @@ def requantize_shift(
         if np.any(np.abs(flat.astype(np.float64)) * np.exp2(left) >= 2.0**62):
             raise RsimError("shift: a negative (left) shift takes an accumulator value beyond 62 bits")
     out = np.empty(flat.size, np.int64)
-    with threads_for(16 * flat.size):
-        _shift_requant(flat, shifts, mode.code, _uniforms(rng, mode, flat.size), lo, hi,
-                       int(out_bits), over is Overflow.WRAP, bool(signed), out)  # fmt: skip
+    _shift_requant(flat, shifts, mode.code, _uniforms(rng, mode, flat.size), lo, hi,
+                   int(out_bits), over is Overflow.WRAP, bool(signed), out)  # fmt: skip
     return out.reshape(arr.shape)
 
 
@@ -255,17 +253,15 @@ def requantize_multiplier(
         scaled = flat * np.left_shift(1, np.maximum(shifts, 0))
         if flat.min() < -(2**31) or flat.max() > 2**31 - 1 or scaled.min() < -(2**31) or scaled.max() > 2**31 - 1:
             raise RsimError("acc: method='tflite' needs acc·2^max(shift, 0) to fit int32")
-        with threads_for(16 * flat.size):
-            _tflite_requant(flat, mult, shifts, zps, lo, hi, int(out_bits), over is Overflow.WRAP, bool(signed), out)
+        _tflite_requant(flat, mult, shifts, zps, lo, hi, int(out_bits), over is Overflow.WRAP, bool(signed), out)
     elif method == "exact":
         mode = as_rounding(rounding)
         if np.any(np.abs(flat.astype(np.float64)) >= 2.0**31):
             raise RsimError("acc: method='exact' needs |acc| < 2^31 (the product must fit 62 bits)")
         if shifts.min() < 31 - MAX_SHIFT or shifts.max() > 31:
             raise RsimError(f"shift: must lie in {31 - MAX_SHIFT}..31 for method='exact'")
-        with threads_for(16 * flat.size):
-            _exact_multiplier_requant(flat, mult, shifts, mode.code, _uniforms(rng, mode, flat.size), zps,
-                                      lo, hi, int(out_bits), over is Overflow.WRAP, bool(signed), out)  # fmt: skip
+        _exact_multiplier_requant(flat, mult, shifts, mode.code, _uniforms(rng, mode, flat.size), zps,
+                                  lo, hi, int(out_bits), over is Overflow.WRAP, bool(signed), out)  # fmt: skip
     else:
         raise RsimError(f"method: must be 'tflite' or 'exact', got {method!r}")
     return out.reshape(arr.shape)

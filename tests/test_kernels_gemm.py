@@ -126,15 +126,23 @@ def test_k_chunk_16_and_none_differ_exactly_where_the_reference_says():
     assert (out_chunked != out_whole).any()
 
 
-def test_sparse_risk_runs_only_the_outputs_at_risk_sequentially():
+@pytest.mark.parametrize(
+    "plan",
+    [dict(acc_bits=16), dict(acc_bits=15, k_chunk=100, psum_bits=17, bias_mode="preload"),
+     dict(acc_bits=16, acc_overflow="wrap", k_chunk=64, psum_bits=16, psum_overflow="wrap")],
+)  # fmt: skip
+def test_sparse_risk_runs_only_the_outputs_at_risk_sequentially(plan):
+    # a hot row runs along its columns, a hot column along its rows (the transposed pass)
     rng = np.random.default_rng(5)
     a = rng.integers(-8, 8, (64, 300))
     b = rng.integers(-8, 8, (300, 32))
     a[7] = 127
     b[:, 3] = 127
-    out, stats = kernels.gemm(a, b, acc_bits=16)
-    ref, acc_ev, _ = gemm_reference(a, b, acc_bits=16)
-    assert np.array_equal(out, ref) and np.array_equal(stats.acc_events, acc_ev)
+    bias = rng.integers(-1000, 1000, 32)
+    out, stats = kernels.gemm(a, b, bias=bias, **plan)
+    ref, acc_ev, psum_ev = gemm_reference(a, b, bias, **plan)
+    assert np.array_equal(out, ref)
+    assert np.array_equal(stats.acc_events, acc_ev) and np.array_equal(stats.psum_events, psum_ev)
     assert 0 < stats.outputs_at_risk < 64 * 32 // 10
 
 
