@@ -6,12 +6,15 @@ How the engine stays exact and fast:
 1. If no partial sum of any output can leave the registers' range (static bound
    K·max|a|·max|b| + max|bias| <= the smallest register's max), no overflow event can happen,
    the plan's order does not matter and every output is the exact Σ a·b (+ bias).
-2. Otherwise one extra GEMM on |a|, |b| gives each output's bound Σ|a·b| + |bias|; outputs
-   inside the range are exact sums, the others ("at risk") run through the sequential kernel.
-3. Exact sums come from BLAS on floats split into K-blocks so that every partial sum inside
-   a block stays exactly representable (< 2^24 for float32, < 2^53 for float64), whatever
-   order BLAS adds in. When even one product is too large for float64, everything at risk
-   runs sequentially.
+2. Otherwise one extra float32 GEMM on |a|, |b|, lifted by its worst-case rounding error (all
+   terms are non-negative), bounds each output's Σ|a·b|; with |bias| added, outputs inside the
+   range are exact sums, the others ("at risk") run through the sequential kernel.
+3. Exact sums come from BLAS: one float32 GEMM for the rows whose Σ|a·b| stays <= 2^24 (every
+   partial sum, in whatever order BLAS adds, is then an exactly representable integer), K-blocks
+   in float32/float64 for the others. When a product or a sum is too large even for that,
+   every output runs sequentially.
+4. The sequential kernel runs each dense row along its columns and hot columns along their
+   rows (on the transposed problem), so each pass has long vectors.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ _MAX_PRODUCT = 1 << 62
 _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
-_BOUND_BLOCK = 32  # K-block of the cheap Σ|a·b| bound
-_DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs selected is handled as a whole row
+_FLOAT32_BOUND_MAX_K = 1 << 20  # float32 keeps the Σ|a·b| bound's rounding small up to here
+_DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs at risk runs as a whole row
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
 
 
@@ -66,48 +69,50 @@ def _smallest_int_dtype(magnitude: int) -> type:
 
 
 @njit(cache=True, fastmath=True)
-def abs_block_stats(a, block):
-    """Per K-block of `block` columns: Σ |a| and max |a| as float64, each (G, M, ceil(K/block)).
+def abs_row_sums(a):
+    """Σ_k |a[g, m, k]| as float64, shape (G, M).
 
-    Serial on purpose: it runs right after BLAS calls whose spinning threads would starve a
-    parallel region. fastmath only reorders the sums; the caller's margin covers any order.
+    Serial on purpose: it runs next to BLAS calls whose spinning threads would starve a
+    parallel region. fastmath only reorders the sum; the caller's margin covers any order.
     """
     n_g, n_m, n_k = a.shape
-    n_b = (n_k + block - 1) // block
-    sums = np.zeros((n_g, n_m, n_b))
-    maxes = np.zeros((n_g, n_m, n_b))
+    out = np.zeros((n_g, n_m))
     for g in range(n_g):
         for m in range(n_m):
-            for blk in range(n_b):
-                total = 0.0
-                largest = 0.0
-                for k in range(blk * block, min((blk + 1) * block, n_k)):
-                    v = abs(np.float64(a[g, m, k]))
-                    total += v
-                    largest = max(largest, v)
-                sums[g, m, blk] = total
-                maxes[g, m, blk] = largest
-    return sums, maxes
+            total = 0.0
+            for k in range(n_k):
+                total += abs(np.float64(a[g, m, k]))
+            out[g, m] = total
+    return out
+
+
+def _rounding_margin(n_terms: int, unit: float) -> float:
+    """A factor that lifts a float sum of n non-negative terms (each a product of two rounded
+    inputs) to at least the exact sum: the relative error is below γ_(n+2) = (n+2)u/(1-(n+2)u),
+    and 1 + 4(n+4)u exceeds 1/(1 - γ) while (n+4)u <= 1/10."""
+    return 1.0 + 4.0 * (n_terms + 4) * unit
 
 
 def abs_sum_bound(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """A proven upper bound of Σ_k |a_mk·b_kn| per output, float64 (G, M, N), for little work.
+    """An upper bound of Σ_k |a_mk·b_kn| per output, float64 (G, M, N): the one extra GEMM.
 
-    Per K-block: Σ_blk |a| · max_blk |b| and max_blk |a| · Σ_blk |b| both bound the block's
-    Σ|a·b|; the smaller total is kept. Two GEMMs with K/block terms; the float64 rounding of
-    these non-negative sums is covered by a relative margin of (K + block + 2)·2^-51.
+    A float32 BLAS GEMM on |a|, |b| (float64 when K > 2^20) is not exact, but all its terms are
+    non-negative, so scaling by `_rounding_margin` makes it a proven bound.
     """
     n_k = a.shape[2]
-    a_sum, a_max = abs_block_stats(a, _BOUND_BLOCK)
-    b_sum, b_max = abs_block_stats(np.ascontiguousarray(b.transpose(0, 2, 1)), _BOUND_BLOCK)
-    margin = 1.0 + (n_k + _BOUND_BLOCK + 2) * 2.0**-51
-    return np.stack([
-        np.minimum(a_sum[g] @ b_max[g].T, a_max[g] @ b_sum[g].T) for g in range(a.shape[0])
-    ]) * margin  # fmt: skip
+    dtype, unit = (np.float32, 2.0**-24) if n_k <= _FLOAT32_BOUND_MAX_K else (np.float64, 2.0**-53)
+    af, bf = np.abs(a.astype(dtype)), np.abs(b.astype(dtype))
+    sums = np.stack([(af[g] @ bf[g]).astype(np.float64) for g in range(a.shape[0])])
+    return sums * _rounding_margin(n_k, unit)
 
 
-def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int, absolute: bool) -> np.ndarray:
-    """Exact Σ_k a·b (or Σ |a|·|b|) of 2-D integer a @ b as int64, BLAS on K-blocks.
+def row_bound(a: np.ndarray, b_max: int) -> np.ndarray:
+    """Σ_k |a_mk| · max|b|, a bound of every Σ_k |a_mk·b_kn| of row m, float64 (G, M)."""
+    return abs_row_sums(a) * float(b_max) * _rounding_margin(a.shape[2], 2.0**-53)
+
+
+def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int) -> np.ndarray:
+    """Exact Σ_k a·b of 2-D integer a @ b as int64, BLAS on K-blocks.
 
     Needs max_product < 2^53. Every partial sum inside a block is bounded by
     block·max_product, which the block size keeps exactly representable in the float type;
@@ -125,72 +130,30 @@ def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int, absolute: bo
     for k0 in range(0, n_k, block):
         af = np.ascontiguousarray(a[:, k0:k0 + block], dtype=dtype)
         bf = np.ascontiguousarray(b[k0:k0 + block], dtype=dtype)
-        if absolute:
-            af, bf = np.abs(af), np.abs(bf)
         total += (af @ bf).astype(np.int64)
     return total
 
 
-def row_bound(a: np.ndarray, b_max: int) -> np.ndarray:
-    """Σ_k |a_mk| · max|b|, a bound of every Σ_k |a_mk·b_kn| of row m, float64 (G, M, 1)."""
-    n_k = a.shape[2]
-    sums, _ = abs_block_stats(a, max(n_k, 1))
-    return sums * float(b_max) * (1.0 + (n_k + 2) * 2.0**-51)
+def exact_sums(a: np.ndarray, b: np.ndarray, row_bounds: np.ndarray | None, max_product: int) -> np.ndarray:
+    """Exact Σ_k a·b of integer (G, M, K) @ (G, K, N) as int64 (needs max_product < 2^53).
 
-
-def exact_sums(
-    a: np.ndarray, b: np.ndarray, bound: np.ndarray, max_product: int, need: np.ndarray | None,
-    absolute: bool = False,
-) -> np.ndarray:
-    """Exact Σ_k a·b (or Σ |a|·|b|) of (G, M, K) @ (G, K, N) for the outputs in `need` (None =
-    all), as int64; outputs outside the needed rows × columns are left 0.
-
-    `bound` is a proven upper bound of Σ|a·b| per output ((G, M, 1) per row is fine; None means
-    K·max|a|·max|b| <= 2^24 already). Where it is <= 2^24, one float32 BLAS
-    GEMM over all of K is exact whatever order BLAS adds in (every partial sum is a sum of a
-    subset of the terms); otherwise `_blocked_matmul` splits K.
+    row_bounds (G, M) bounds Σ|a·b| over each row's outputs (None: K·max|a|·max|b| <= 2^24).
+    Rows within 2^24 take one float32 BLAS GEMM over all of K, exact whatever order BLAS adds
+    in (every partial sum is a sum of a subset of the terms); other rows `_blocked_matmul`.
     """
     n_g, n_m, _ = a.shape
-    n_n = b.shape[2]
-    out = np.zeros((n_g, n_m, n_n), np.int64)
+    out = np.empty((n_g, n_m, b.shape[2]), np.int64)
     for g in range(n_g):
-        rectangles = [(np.arange(n_m), np.arange(n_n))] if need is None else _cover(need[g])
-        for rows, cols in rectangles:
-            whole = rows.size == n_m and cols.size == n_n
-            a_g = a[g] if rows.size == n_m else a[g][rows]
-            b_g = b[g] if cols.size == n_n else b[g][:, cols]
-            if bound is None:
-                sub_bound = np.zeros(1)
-            elif whole or bound.shape[2] == 1:
-                sub_bound = bound[g][rows]
-            else:
-                sub_bound = bound[g][np.ix_(rows, cols)]
-            if sub_bound.max() <= _FLOAT32_EXACT:
-                af, bf = a_g.astype(np.float32), b_g.astype(np.float32)
-                if absolute:
-                    af, bf = np.abs(af), np.abs(bf)
-                sub = (af @ bf).astype(np.int64)
-            else:
-                sub = _blocked_matmul(a_g, b_g, max_product, absolute)
-            if whole:
-                out[g] = sub
-            else:
-                out[g][np.ix_(rows, cols)] = sub
+        single = np.ones(n_m, bool) if row_bounds is None else row_bounds[g] <= _FLOAT32_EXACT
+        if single.all():
+            out[g] = (a[g].astype(np.float32) @ b[g].astype(np.float32)).astype(np.int64)
+            continue
+        if single.any():
+            rows = np.flatnonzero(single)
+            out[g][rows] = (a[g][rows].astype(np.float32) @ b[g].astype(np.float32)).astype(np.int64)
+        rows = np.flatnonzero(~single)
+        out[g][rows] = _blocked_matmul(a[g][rows], b[g], max_product)
     return out
-
-
-def _cover(need: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """At most two row × column rectangles covering the True entries of a 2-D mask: the rows
-    holding many of them, and the bounding rectangle of the rest (so an L-shaped mask costs two
-    thin GEMMs, not a full one)."""
-    dense = need.sum(axis=1) >= max(1, need.shape[1] // _DENSE_ROW_DIVISOR)
-    rest = need & ~dense[:, None]
-    rectangles = []
-    if dense.any():
-        rectangles.append((np.flatnonzero(dense), np.flatnonzero(need[dense].any(axis=0))))
-    if rest.any():
-        rectangles.append((np.flatnonzero(rest.any(axis=1)), np.flatnonzero(rest.any(axis=0))))
-    return rectangles
 
 
 def gemm_batched(
@@ -214,25 +177,19 @@ def gemm_batched(
             "use narrower codes"
         )
     limit = plan.safe_limit
-    if bias is None:
-        bias_abs, slack = np.zeros((n_g, 1, n_n)), np.full((n_g, 1, n_n), limit, np.int64)
-    else:
-        bias_abs = np.abs(bias.astype(np.float64))[:, None, :]
-        slack = np.where(bias < 0, limit + bias, limit - bias)[:, None, :]  # limit - |bias|
     # exact int64 sums need every |Σ| < 2^62 and every product exact in float64
     blas_ok = n_k * max_product < _MAX_PRODUCT and max_product < _FLOAT64_EXACT
     if n_k * max_product + (0 if bias is None else max_abs(bias)) <= limit:
         at_risk = np.zeros(shape, bool)  # no partial sum can leave the registers
-        bound = None if n_k * max_product <= _FLOAT32_EXACT else row_bound(a, b_max)
+        row_bounds = None if n_k * max_product <= _FLOAT32_EXACT else row_bound(a, b_max)
     else:
         bound = abs_sum_bound(a, b)
+        bias_abs = 0.0 if bias is None else np.abs(bias.astype(np.float64))[:, None, :]
         at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit  # margin: rounding of the add
-        if at_risk.any() and blas_ok:
-            exact_bound = exact_sums(a, b, bound, max_product, at_risk, absolute=True)
-            at_risk &= exact_bound > slack
+        row_bounds = bound.max(axis=2)
     n_risk = int(np.count_nonzero(at_risk))
     if n_risk < at_risk.size and blas_ok:
-        out = exact_sums(a, b, bound, max_product, None if n_risk == 0 else ~at_risk)
+        out = exact_sums(a, b, row_bounds, max_product)
         if bias is not None:
             out += bias[:, None, :]
     else:
