@@ -90,8 +90,9 @@ class Format(ABC):
         """Values of x on this format's grid ("fake quantization"), same shape as x.
 
         The result is float32 when x is float32 or dtype=np.float32, float64 otherwise.
-        `overflow=None` is the format's own rule. Stochastic rounding draws u from `rng`
-        (a numpy Generator or a seed), so a seeded run is reproducible.
+        `overflow=None` is the format's own rule. Stochastic rounding draws
+        u = rng.random(x.size), one per element in C order, from `rng` (a numpy Generator or an
+        int seed), so a seeded run is reproducible.
         """
         flat, shape, out_dtype = _as_flat(x, dtype)
         mode, over = self._modes(rounding, overflow)

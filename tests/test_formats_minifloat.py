@@ -11,7 +11,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from numba import njit
+
 from formats import Minifloat, RistrettoMinifloat, RsimError, parse
+from formats.float_nb import round_float
+from formats.modes import Rounding
 
 VALUES_PER_CASE = 1_000_000
 
@@ -275,3 +279,31 @@ def test_ristretto_codes_are_signed_ordinals_that_decode_back() -> None:
     codes = fmt.encode(x)
     assert codes.tolist() == [0, 1, 122, 129, -128]
     np.testing.assert_array_equal(fmt.decode(codes), fmt.quantize(x))
+
+
+@njit(cache=True)
+def _accumulate(values, params, rounding):
+    """What a minifloat accumulator kernel does: round after every add, via round_float."""
+    (man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero) = params
+    total = 0.0
+    for v in values:
+        total = round_float(total + v, man_bits, min_exp, max_exp, max_value, subnormals,
+                            overflow_rule, signed_zero, rounding, 0.0)
+    return total
+
+
+@pytest.mark.parametrize("exp_bits,man_bits", [(5, 10), (4, 3), (8, 7)])
+def test_numba_scalar_path_accumulates_like_apytypes(exp_bits: int, man_bits: int) -> None:
+    """Sequential sums rounded after each add: our njit loop vs apytypes' float addition."""
+    fmt = Minifloat(exp_bits, man_bits)
+    rng = np.random.default_rng(exp_bits)
+    values = fmt.quantize(rng.standard_normal(3000) * rng.choice([1.0, 1e-3, 30.0], 3000))
+    total = apy.APyFloat.from_float(0.0, exp_bits, man_bits)
+    partial = []
+    for v in values:
+        total = total + apy.APyFloat.from_float(float(v), exp_bits, man_bits)
+        partial.append(float(total))
+    params = fmt.nb_params()
+    ours = [_accumulate(values[: i + 1], params, Rounding.NEAREST_EVEN.code)
+            for i in range(0, values.size, 97)]
+    assert ours == partial[::97]
