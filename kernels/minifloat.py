@@ -28,7 +28,7 @@ from formats.errors import RsimError
 from formats.float_nb import round_float
 from formats.minifloat import Minifloat
 from formats.modes import Rounding, as_rounding
-from formats.rounding_nb import two_sum
+from formats.rounding_nb import NEAREST_EVEN, two_sum
 from kernels.conv import _pads, _pair, lower_conv
 from kernels.plan import BIAS_MODES
 from kernels.threads import threads_for
@@ -39,7 +39,12 @@ _FLOAT64_PRECISION = 53
 _ROUND_TO_ODD_MAX_MAN_BITS = 50
 
 
-@njit(cache=True)
+# formats' correctly rounding scalar function, compiled inline into the MAC loops below (the same
+# code; inlining it is what keeps a rounding per addition affordable)
+_round_float = njit(inline="always", cache=True)(round_float.py_func)
+
+
+@njit(cache=True, inline="always")
 def rounded_sum(x, y, params, rounding, maybe_inexact):
     """x + y correctly rounded to the format of `params` (see `Minifloat.nb_params`)."""
     s = x + y
@@ -47,8 +52,22 @@ def rounded_sum(x, y, params, rounding, maybe_inexact):
         s, err = two_sum(x, y)
         if err != 0.0 and (np.int64(math.frexp(s)[0] * 9007199254740992.0) & 1) == 0:
             s = np.nextafter(s, np.inf if err > 0.0 else -np.inf)  # round-to-odd
-    return round_float(s, params[0], params[1], params[2], params[3], params[4], params[5],
-                       params[6], rounding, 0.0)  # fmt: skip
+    return _round_float(s, params[0], params[1], params[2], params[3], params[4], params[5],
+                        params[6], rounding, 0.0)  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_params, acc_inexact,
+                      rounding):  # fmt: skip
+    """acc[n] += a[g, m, k]·b[g, k, n] for k in k0..k1-1, rounding as the plan says."""
+    for k in range(k0, k1):
+        av = a[g, m, k]
+        for n in range(acc.shape[0]):
+            p = av * b[g, k, n]
+            if has_product:
+                p = _round_float(p, prod_params[0], prod_params[1], prod_params[2], prod_params[3],
+                                 prod_params[4], prod_params[5], prod_params[6], rounding, 0.0)  # fmt: skip
+            acc[n] = rounded_sum(acc[n], p, acc_params, rounding, acc_inexact)
 
 
 @njit(cache=True)
@@ -62,14 +81,14 @@ def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_produc
     for k0 in range(0, n_k, k_chunk):
         for n in range(n_n):
             acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
-        for k in range(k0, min(k0 + k_chunk, n_k)):
-            av = a[g, m, k]
-            for n in range(n_n):
-                p = av * b[g, k, n]
-                if has_product:
-                    p = round_float(p, prod_params[0], prod_params[1], prod_params[2], prod_params[3],
-                                    prod_params[4], prod_params[5], prod_params[6], rounding, 0.0)  # fmt: skip
-                acc[n] = rounded_sum(acc[n], p, acc_params, rounding, acc_inexact)
+        k1 = min(k0 + k_chunk, n_k)
+        if rounding == NEAREST_EVEN and not acc_inexact and not has_product:
+            # the common case (exact products, exact float64 sums), with its flags as constants
+            _accumulate_chunk(a, b, g, m, k0, k1, acc, False, prod_params, acc_params, False,
+                              NEAREST_EVEN)  # fmt: skip
+        else:
+            _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_params,
+                              acc_inexact, rounding)  # fmt: skip
         if has_psum:
             for n in range(n_n):
                 psum[n] = rounded_sum(psum[n], acc[n], psum_params, rounding, psum_inexact)
