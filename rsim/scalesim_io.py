@@ -16,6 +16,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+import hwconfigs
 from formats.errors import RsimError
 from rsim.schedule.geometry import GemmWork, conv_work, gemm_work
 from rsim.schedule.systolic import DATAFLOWS, fold_timing
@@ -38,6 +39,18 @@ class ScaleSimConfig:
     ifmap_sram_kib: int
     filter_sram_kib: int
     ofmap_sram_kib: int
+
+
+    def to_accelerator(self, base: str = hwconfigs.DEFAULT) -> hwconfigs.Accelerator:
+        """An rsim accelerator with this array and these SRAM sizes (SCALE-Sim words are one
+        byte, so KiB carry over); the datapath, clock and DRAM port come from `base`."""
+        data = hwconfigs.load(base).model_dump(mode="json")
+        data["name"] = self.run_name
+        data["array"].update(rows=self.rows, cols=self.cols, dataflow=self.dataflow)
+        data["memory"].update(ifmap_sram_kib=self.ifmap_sram_kib,
+                              filter_sram_kib=self.filter_sram_kib,
+                              ofmap_sram_kib=self.ofmap_sram_kib)
+        return hwconfigs.from_dict(data)
 
 
 def read_config(path: str | Path) -> ScaleSimConfig:

@@ -109,9 +109,9 @@ def schedule_layer(work: GemmWork, accelerator: Accelerator, *,
     widths = Widths(weight=format_bits(datapath.weights),
                     activation=format_bits(datapath.activations),
                     psum=psum.bits if psum.bits is not None else format_bits(psum.format))
-    capacities = Capacities(ifmap=memory.ifmap_sram_kib * KIB,
-                            filter=memory.filter_sram_kib * KIB,
-                            ofmap=memory.ofmap_sram_kib * KIB)
+    capacities = Capacities(ifmap=memory.ifmap_sram_kib * KIB / 2,
+                            filter=memory.filter_sram_kib * KIB / 2,
+                            ofmap=memory.ofmap_sram_kib * KIB / 2)
     traffic = gemm_traffic(work, timing, widths, capacities)
     energy = accelerator.energy
     energy_pj = (work.macs * energy.mac_energy_pj(max(widths.weight, widths.activation))

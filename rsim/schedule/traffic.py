@@ -19,7 +19,11 @@ inner, so:
   input is used by one fold only;
 - WS/IS keep a column fold's partial sums (M x C or C x N of them) in the ofmap SRAM across the
   row folds; if they do not fit they spill: (row_folds - 1) writes and reads of every output.
-A buffer "fits" an operand when its whole capacity holds it (double buffering is not modelled).
+Each SRAM is double buffered as in SCALE-Sim: one half feeds the array while the other is
+filled (or drained), so an operand "fits" when its bytes are fewer than half the SRAM. With this
+rule the ifmap DRAM reads equal SCALE-Sim 3.0.0's CALC-mode counts on every golden layer, and the
+filter reads on every WS/IS layer (OS filter reads there exceed the footprint by a few percent
+through its prefetch window, which this model does not reproduce).
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class Widths:
 
 @dataclass(frozen=True)
 class Capacities:
-    """Buffer capacities in bytes."""
+    """Bytes of the active half of each double-buffered SRAM."""
 
     ifmap: float
     filter: float
@@ -102,21 +106,21 @@ def gemm_traffic(work: GemmWork, timing: FoldTiming, widths: Widths,
     spill_rounds = 0
     if timing.dataflow == "os":
         out_writes, out_reads, out_bits = m * n, 0, widths.activation
-        if ifmap_bytes > capacities.ifmap:
+        if ifmap_bytes >= capacities.ifmap:
             ifmap_passes = fc
-        if _bytes(k * min(timing.cols, n), widths.weight) > capacities.filter:
+        if _bytes(k * min(timing.cols, n), widths.weight) >= capacities.filter:
             filter_passes = fr
     else:
         out_writes, out_reads, out_bits = m * n * fr, m * n * (fr - 1), widths.psum
         if timing.dataflow == "ws":
-            if ifmap_bytes > capacities.ifmap:
+            if ifmap_bytes >= capacities.ifmap:
                 ifmap_passes = fc
             column_psums = m * min(timing.cols, n)
         else:
-            if filter_bytes > capacities.filter:
+            if filter_bytes >= capacities.filter:
                 filter_passes = fc
             column_psums = min(timing.cols, m) * n
-        if _bytes(column_psums, widths.psum) > capacities.ofmap:
+        if _bytes(column_psums, widths.psum) >= capacities.ofmap:
             spill_rounds = fr - 1
     spill = spill_rounds * _bytes(m * n, widths.psum)
     per_gemm = Traffic(
