@@ -1,9 +1,10 @@
 """Benchmark of the bit-accurate kernels against baselines timed in the same run.
 
 Run: python benchmarks/bench_kernels.py
-Each figure is the best of several alternating repetitions (ours, baseline, ours, ...) so a
-shared machine's load hits both sides alike. Ratios are throughput ratios (baseline time / our
-time); targets from issue 4 are printed next to them.
+Each figure is the best of several repetitions, timed in blocks per candidate over a few rounds
+(a warm-up call first, so the spinning worker threads that onnxruntime and OpenBLAS leave behind
+do not land on the next candidate). Ratios are throughput ratios (baseline time / our time); the targets from issue 4
+are printed next to them. The machine is shared: the load average is printed too.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ import kernels
 from formats import Minifloat, parse
 
 
-def best_of(fns: dict, repeats: int = 7) -> dict:
-    """Best wall time of each callable, repetitions interleaved."""
-    for fn in fns.values():
-        fn()
+def best_of(fns: dict, repeats: int = 5, rounds: int = 4) -> dict:
+    """Best wall time of each callable: `rounds` rounds over all candidates, each timing a
+    candidate `repeats` times after a warm-up run (so a transient load burst or the spinning
+    threads a previous candidate leaves behind cannot decide a ratio)."""
     best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
@@ -89,7 +92,7 @@ def bench_sequential(rng) -> None:
     threads = numba.get_num_threads()
     for count in (1, threads):
         numba.set_num_threads(count)
-        t = best_of({"ours": lambda: kernels.gemm(a, b, acc_bits=16)}, repeats=3)["ours"]
+        t = best_of({"ours": lambda: kernels.gemm(a, b, acc_bits=16)}, repeats=3, rounds=2)["ours"]
         print(f"(3) every output at risk (sequential saturating kernel), {count} thread(s): "
               f"{m * k * n / t / 1e9:.2f} GMAC/s = {m * k * n / t / 1e9 / count:.2f} GMAC/s per core "
               "(target >= 2 per core)")  # fmt: skip
@@ -125,7 +128,7 @@ def bench_minifloat(rng) -> None:
     a = e4m3.quantize(rng.normal(size=(m, k)))
     b = e4m3.quantize(rng.normal(size=(k, n)))
     t = best_of({"ours": lambda: kernels.minifloat_gemm(a, b, a_format=e4m3, b_format=e4m3,
-                                                        acc_format=fp16)}, repeats=3)["ours"]  # fmt: skip
+                                                        acc_format=fp16)}, repeats=3, rounds=2)["ours"]  # fmt: skip
     print(f"(5) fp8 e4m3 x e4m3 accumulated in fp16, rounded after every add: "
           f"{m * k * n / t / 1e9:.3f} GMAC/s (target >= 0.5)")  # fmt: skip
 

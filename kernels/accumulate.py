@@ -32,16 +32,17 @@ def register_add(acc, p, lo, hi, shift, wrap, T):
 
 
 @njit(cache=True)
-def plan_row(a, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
+def plan_row(a_row, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
              acc_lo, acc_hi, acc_shift, acc_wrap, has_psum, psum_lo, psum_hi, psum_shift, psum_wrap,
              out, acc_events, psum_events):  # fmt: skip
-    """The plan for the outputs (g, m, col[j]) of one row; bias_of[j] is each output's bias.
+    """The plan for the outputs (g, m, col[j]) of one row, whose a values are a_row (K,);
+    bias_of[j] is each output's bias.
 
     Registers and products use the type of acc_lo (int32 or int64, see `sequential_rows`).
     """
     T = type(acc_lo)
     nc = col.shape[0]
-    n_k = a.shape[2]
+    n_k = a_row.shape[0]
     acc = np.zeros(nc, T)
     psum = np.zeros(nc, T)
     ev_a = np.zeros(nc, T)
@@ -52,14 +53,14 @@ def plan_row(a, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
         k1 = min(k0 + k_chunk, n_k)
         if full:
             for k in range(k0, k1):
-                av = T(a[g, m, k])
+                av = T(a_row[k])
                 for j in range(nc):
                     v, e = register_add(acc[j], T(av * T(b[g, k, j])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
                     acc[j] = v
                     ev_a[j] += e
         else:
             for k in range(k0, k1):
-                av = T(a[g, m, k])
+                av = T(a_row[k])
                 for j in range(nc):
                     v, e = register_add(acc[j], T(av * T(b[g, k, col[j]])), acc_lo, acc_hi, acc_shift, acc_wrap, T)
                     acc[j] = v
@@ -87,21 +88,20 @@ def plan_row(a, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
 
 @njit(cache=True, parallel=True)
 def sequential_rows(
-    a, b, rows, col_ptr, cols, bias, bias_by_row, bias_post, bias_preload, k_chunk,
+    a, b, n_m, rows, col_ptr, cols, bias, bias_by_row, bias_post, bias_preload, k_chunk,
     acc_lo, acc_hi, acc_shift, acc_wrap, has_psum, psum_lo, psum_hi, psum_shift, psum_wrap,
     T, out, acc_events, psum_events,
 ):  # fmt: skip
-    """Run the plan for selected outputs of the batched GEMM a (G, M, K) @ b (G, K, N).
+    """Run the plan for selected outputs of a batched GEMM (G, M, K) @ b (G, K, N).
 
-    rows[i] = g * M + m names a row; its columns are cols[col_ptr[i]:col_ptr[i + 1]] (a row
-    with all N columns reads b contiguously). bias is int64 (G, N), or (G, M) with bias_by_row
+    rows[i] = g * M + m names a row, a[i] (R, K) holds its values, and its columns are
+    cols[col_ptr[i]:col_ptr[i + 1]] (a row with all N columns reads b contiguously). n_m = M. bias is int64 (G, N), or (G, M) with bias_by_row
     (zeros when absent). Results and per-output event counts are written into
     out, acc_events, psum_events (each (G, M, N)). k_chunk = K when there is no chunking.
     T (np.int32 or np.int64) is the arithmetic type: int32 runs twice as many SIMD lanes and is
     exact when every register has <= 32 bits and every |product| < 2^31. The rows run in
     parallel; each is `plan_row`.
     """
-    n_m = a.shape[1]
     n_n = b.shape[2]
     for i in prange(rows.shape[0]):
         g = rows[i] // n_m
@@ -114,6 +114,6 @@ def sequential_rows(
         for j in range(nc):
             col[j] = j if full else cols[c0 + j]
             bias_of[j] = T(bias[g, m] if bias_by_row else bias[g, col[j]])
-        plan_row(a, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
+        plan_row(a[i], b, g, m, col, full, bias_of, bias_post, bias_preload, k_chunk,
                  T(acc_lo), T(acc_hi), acc_shift, acc_wrap, has_psum, T(psum_lo), T(psum_hi),
                  psum_shift, psum_wrap, out, acc_events, psum_events)  # fmt: skip

@@ -6,7 +6,9 @@ How the engine stays exact and fast:
 1. If no partial sum of any output can leave the registers' range (static bound
    K·max|a|·max|b| + max|bias| <= the smallest register's max), no overflow event can happen,
    the plan's order does not matter and every output is the exact Σ a·b (+ bias).
-2. Otherwise one extra float32 GEMM on |a|, |b|, lifted by its worst-case rounding error (all
+2. Otherwise a bound of each output's Σ|a·b| decides: first min(Σ|a_m|·max|b_n|, max|a_m|·Σ|b_n|)
+   (no GEMM; it isolates hot rows and columns), then, when that leaves many outputs in doubt,
+   one extra float32 GEMM on |a|, |b|, lifted by its worst-case rounding error (all
    terms are non-negative), bounds each output's Σ|a·b|; with |bias| added, outputs inside the
    range are exact sums, the others ("at risk") run through the sequential kernel.
 3. Exact sums come from BLAS: one float32 GEMM for the rows whose Σ|a·b| stays <= 2^24 (every
@@ -31,6 +33,7 @@ _MAX_PRODUCT = 1 << 62
 _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
+_REFINE_FRACTION = 16  # with > 1/16 of the outputs possibly at risk, refine by the GEMM bound
 _FLOAT32_BOUND_MAX_K = 1 << 20  # float32 keeps the Σ|a·b| bound's rounding small up to here
 _DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs at risk runs as a whole row
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
@@ -69,21 +72,26 @@ def _smallest_int_dtype(magnitude: int) -> type:
 
 
 @njit(cache=True, fastmath=True)
-def abs_row_sums(a):
-    """Σ_k |a[g, m, k]| as float64, shape (G, M).
+def abs_row_stats(a):
+    """Σ_k |a[g, m, k]| and max_k |a[g, m, k]| as float64, each (G, M).
 
     Serial on purpose: it runs next to BLAS calls whose spinning threads would starve a
-    parallel region. fastmath only reorders the sum; the caller's margin covers any order.
+    parallel region. fastmath only reorders the sum; the callers' margin covers any order.
     """
     n_g, n_m, n_k = a.shape
-    out = np.zeros((n_g, n_m))
+    sums = np.zeros((n_g, n_m))
+    maxes = np.zeros((n_g, n_m))
     for g in range(n_g):
         for m in range(n_m):
             total = 0.0
+            largest = 0.0
             for k in range(n_k):
-                total += abs(np.float64(a[g, m, k]))
-            out[g, m] = total
-    return out
+                v = abs(np.float64(a[g, m, k]))
+                total += v
+                largest = max(largest, v)
+            sums[g, m] = total
+            maxes[g, m] = largest
+    return sums, maxes
 
 
 def _rounding_margin(n_terms: int, unit: float) -> float:
@@ -106,9 +114,15 @@ def abs_sum_bound(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sums * _rounding_margin(n_k, unit)
 
 
-def row_bound(a: np.ndarray, b_max: int) -> np.ndarray:
-    """Σ_k |a_mk| · max|b|, a bound of every Σ_k |a_mk·b_kn| of row m, float64 (G, M)."""
-    return abs_row_sums(a) * float(b_max) * _rounding_margin(a.shape[2], 2.0**-53)
+def outer_bound(a_stats: tuple[np.ndarray, np.ndarray], b: np.ndarray) -> np.ndarray:
+    """A cheap upper bound of Σ_k |a_mk·b_kn| per output, float64 (G, M, N), without a GEMM:
+    min(Σ_k |a_mk| · max_k |b_kn|, max_k |a_mk| · Σ_k |b_kn|). It singles out hot rows and hot
+    columns, which the full GEMM bound would only confirm."""
+    a_sum, a_max = a_stats
+    bf = np.abs(b.astype(np.float64))
+    b_sum, b_max = bf.sum(axis=1), bf.max(axis=1, initial=0.0)
+    bound = np.minimum(a_sum[:, :, None] * b_max[:, None, :], a_max[:, :, None] * b_sum[:, None, :])
+    return bound * _rounding_margin(bf.shape[1], 2.0**-53)
 
 
 def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int) -> np.ndarray:
@@ -181,11 +195,17 @@ def gemm_batched(
     blas_ok = n_k * max_product < _MAX_PRODUCT and max_product < _FLOAT64_EXACT
     if n_k * max_product + (0 if bias is None else max_abs(bias)) <= limit:
         at_risk = np.zeros(shape, bool)  # no partial sum can leave the registers
-        row_bounds = None if n_k * max_product <= _FLOAT32_EXACT else row_bound(a, b_max)
+        row_bounds = None
+        if n_k * max_product > _FLOAT32_EXACT:
+            row_bounds = abs_row_stats(a)[0] * float(b_max) * _rounding_margin(n_k, 2.0**-53)
     else:
-        bound = abs_sum_bound(a, b)
         bias_abs = 0.0 if bias is None else np.abs(bias.astype(np.float64))[:, None, :]
+        bound = outer_bound(abs_row_stats(a), b)
         at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit  # margin: rounding of the add
+        if np.count_nonzero(at_risk) * _REFINE_FRACTION > at_risk.size:
+            # many candidates: the GEMM bound tells the truly safe ones apart
+            bound = np.minimum(bound, abs_sum_bound(a, b))
+            at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit
         row_bounds = bound.max(axis=2)
     n_risk = int(np.count_nonzero(at_risk))
     if n_risk < at_risk.size and blas_ok:
@@ -224,29 +244,40 @@ def _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, ps
         np.int32 if fits_int32 else np.int64,
     )  # fmt: skip
     if by_row.any():
-        _sequential_pass(np.ascontiguousarray(a, dtype=dtype), np.ascontiguousarray(b, dtype=dtype),
-                         by_row, bias_arr, False, registers, out, acc_events, psum_events)  # fmt: skip
+        _sequential_pass(a, np.ascontiguousarray(b, dtype=dtype), by_row, dtype, bias_arr, False,
+                         registers, out, acc_events, psum_events)  # fmt: skip
     if rest.any():
         shape_t = (n_g, n_n, n_m)
         out_t, acc_t, psum_t = (np.zeros(shape_t, np.int64) for _ in range(3))
-        _sequential_pass(np.ascontiguousarray(b.transpose(0, 2, 1), dtype=dtype),
-                         np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype),
-                         rest.transpose(0, 2, 1), bias_arr, True, registers, out_t, acc_t, psum_t)  # fmt: skip
+        _sequential_pass(b.transpose(0, 2, 1), np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype),
+                         rest.transpose(0, 2, 1), dtype, bias_arr, True, registers, out_t, acc_t,
+                         psum_t)  # fmt: skip
         for full, part in ((out, out_t), (acc_events, acc_t), (psum_events, psum_t)):
             full[rest] = part.transpose(0, 2, 1)[rest]
 
 
-def _sequential_pass(a, b, mask, bias, bias_by_row, registers, out, acc_events, psum_events) -> None:
+def _sequential_pass(a, b, mask, dtype, bias, bias_by_row, registers, out, acc_events,
+                     psum_events) -> None:  # fmt: skip
+    """One orientation: the rows of a (G, M, K) that hold outputs in mask (G, M, N).
+
+    A row with at least half of its outputs selected runs all of them (contiguous b, no
+    gather): the extra outputs are safe ones, whose sequential result is their exact sum.
+    """
     n_g, n_m, n_k = a.shape
-    per_row = mask.reshape(n_g * n_m, b.shape[2])
+    n_n = b.shape[2]
+    per_row = mask.reshape(n_g * n_m, n_n)
     counts = per_row.sum(axis=1)
     rows = np.flatnonzero(counts).astype(np.int64)
+    selected = per_row[rows]
+    selected[counts[rows] * 2 >= n_n] = True
+    counts = selected.sum(axis=1)
     col_ptr = np.zeros(rows.size + 1, np.int64)
-    np.cumsum(counts[rows], out=col_ptr[1:])
-    cols = np.nonzero(per_row[rows])[1].astype(np.int64)
+    np.cumsum(counts, out=col_ptr[1:])
+    cols = np.nonzero(selected)[1].astype(np.int64)
+    a_rows = np.ascontiguousarray(a.reshape(n_g * n_m, n_k)[rows], dtype=dtype)
     with threads_for(cols.size * n_k):
-        sequential_rows(a, b, rows, col_ptr, cols, bias, bias_by_row, *registers, out, acc_events,
-                        psum_events)  # fmt: skip
+        sequential_rows(a_rows, b, n_m, rows, col_ptr, cols, bias, bias_by_row, *registers, out,
+                        acc_events, psum_events)  # fmt: skip
 
 
 def check_bias(bias: object, n: int, plan: ReductionPlan, what: str = "bias") -> np.ndarray | None:
