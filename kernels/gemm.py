@@ -34,6 +34,8 @@ _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
 _REFINE_FRACTION = 16  # with > 1/16 of the outputs possibly at risk, refine by the GEMM bound
+_REFINE_SAMPLES = 64  # ... if a sample of that many candidates shows
+_REFINE_IF_SAFE_SHARE = 0.75  # ... fewer than 75 % of them truly at risk
 _FLOAT32_BOUND_MAX_K = 1 << 20  # float32 keeps the Σ|a·b| bound's rounding small up to here
 _DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs at risk runs as a whole row
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
@@ -125,6 +127,20 @@ def outer_bound(a_stats: tuple[np.ndarray, np.ndarray], b: np.ndarray) -> np.nda
     return bound * _rounding_margin(bf.shape[1], 2.0**-53)
 
 
+def _refinement_pays(a, b, candidates, bias_abs, limit) -> bool:
+    """Whether the GEMM bound is worth computing: many outputs are candidates, and a sample of
+    them (exact Σ|a·b| by dot products) shows a good share to be safe. Only speed depends on
+    this answer; every candidate left runs sequentially and stays exact."""
+    n_candidates = np.count_nonzero(candidates)
+    if n_candidates * _REFINE_FRACTION <= candidates.size:
+        return False
+    picks = np.flatnonzero(candidates)[:: max(1, n_candidates // _REFINE_SAMPLES)]
+    g, m, n = np.unravel_index(picks, candidates.shape)
+    sums = np.einsum("ik,ik->i", np.abs(a[g, m].astype(np.float64)), np.abs(b[g, :, n].astype(np.float64)))
+    bias_part = np.broadcast_to(bias_abs, candidates.shape)[g, m, n]
+    return np.mean(sums + bias_part > limit) < _REFINE_IF_SAFE_SHARE
+
+
 def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int) -> np.ndarray:
     """Exact Σ_k a·b of 2-D integer a @ b as int64, BLAS on K-blocks.
 
@@ -202,8 +218,8 @@ def gemm_batched(
         bias_abs = 0.0 if bias is None else np.abs(bias.astype(np.float64))[:, None, :]
         bound = outer_bound(abs_row_stats(a), b)
         at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit  # margin: rounding of the add
-        if np.count_nonzero(at_risk) * _REFINE_FRACTION > at_risk.size:
-            # many candidates: the GEMM bound tells the truly safe ones apart
+        if _refinement_pays(a, b, at_risk, bias_abs, limit):
+            # many candidates, many of them safe: the GEMM bound tells those apart
             bound = np.minimum(bound, abs_sum_bound(a, b))
             at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit
         row_bounds = bound.max(axis=2)
