@@ -208,9 +208,15 @@ def test_example_topologies_schedule_on_every_shipped_config(topology, name):
 
 
 def test_example_topologies_cover_alexnet_squeezenet_and_googlenet():
+    """The CSVs were read off the Caffe deploy prototxts: every conv (a grouped one as one row
+    per group) and FC layer, the ifmap given as the padded extent the windows cover,
+    (out - 1) x stride + kernel, so SCALE-Sim's ceil rule reproduces Caffe's output size."""
     assert {p.stem for p in TOPOLOGIES} >= {"alexnet", "squeezenet_v1.1", "googlenet"}
     googlenet = scalesim_io.read_topology(REPO / "examples" / "topologies" / "googlenet.csv")
     assert len(googlenet) == 57 + 1  # 57 convolutions and the classifier of the deploy net
+    assert googlenet[0].m == 112 * 112  # 7x7/2 conv, pad 3, on 224x224 (Caffe floor rule)
+    alexnet = scalesim_io.read_topology(REPO / "examples" / "topologies" / "alexnet.csv")
+    assert alexnet[0].m == 55 * 55 and alexnet[1].m == 27 * 27
 
 
 def _mnist():
