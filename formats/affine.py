@@ -124,7 +124,7 @@ def _number_tuple(value, what: str, kind: type) -> tuple:
     return tuple(kind(v) for v in values) if kind is float else values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Affine(Format):
     """Integer codes of `base` (an integer fixed-point format such as int8) with a scale and a
     zero point, per tensor (axis=None) or per channel along `axis`."""

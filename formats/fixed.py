@@ -23,7 +23,7 @@ MAX_UNSIGNED_BITS = 63  # codes are int64
 FL_LIMIT = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class FixedPoint(Format):
     """Signed (two's complement) or unsigned fixed point: `bits` bits, fractional length `fl`."""
 

@@ -30,7 +30,7 @@ MAX_MAN_BITS = 52
 EXP_RANGE = 1000  # every value and quantum stays a normal float64: |exponent| <= 1000 + M
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Minifloat(Format):
     """A binary floating-point format with E exponent bits and M mantissa bits (hidden bit not
     counted); bias defaults to 2^(E-1) - 1."""
@@ -207,7 +207,7 @@ class Minifloat(Format):
         return np.where(codes >> (e + m) != 0, -values, values)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RistrettoMinifloat(Format):
     """Ristretto's MINIFLOAT trimming, exactly (GPU semantics, both tie rules).
 

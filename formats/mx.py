@@ -80,7 +80,7 @@ def mx_int_elements(blocks, params, rounding, u, out):
     return by_rounding(_int_loop, rounding, blocks, u, out, params)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class MXFormat(Format):
     """An OCP MX block format: `element` values times a shared power-of-two scale per block."""
 

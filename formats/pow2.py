@@ -84,7 +84,7 @@ def pow2_values_array(x, params, rounding, u, out):
     return by_rounding(_values_loop, rounding, x, u, out, params)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PowerOfTwo(Format):
     """Signed powers of two 2^exp_min .. 2^exp_max, with or without zero."""
 
