@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 import hwconfigs
+import kernels
 from rsim.schedule import AccumulationPlan, gemm_work, schedule_layer
-
-kernels = pytest.importorskip("kernels")
 
 
 def _accelerator(dataflow: str, rows: int) -> hwconfigs.Accelerator:
