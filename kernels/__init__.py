@@ -8,8 +8,13 @@ from kernels.minifloat import minifloat_conv2d, minifloat_gemm
 from kernels.plan import AccumulatorStats, ReductionPlan
 from kernels.pool import avg_pool2d, max_pool2d
 from kernels.pow2 import pow2_to_int
-from kernels.requant import (onnx_output_scale, quantize_multiplier, requantize_multiplier,
-                             requantize_scale, requantize_shift)
+from kernels.requant import (
+                             onnx_output_scale,
+                             quantize_multiplier,
+                             requantize_multiplier,
+                             requantize_scale,
+                             requantize_shift,
+)
 
 __all__ = [
     "AccumulatorStats",

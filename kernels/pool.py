@@ -19,7 +19,14 @@ from numba import njit
 
 from formats.errors import RsimError
 from formats.modes import Rounding, as_rounding
-from formats.rounding_nb import FLOOR, NEAREST_AWAY, NEAREST_EVEN, NEAREST_UP, STOCHASTIC, TOWARD_ZERO
+from formats.rounding_nb import (
+    FLOOR,
+    NEAREST_AWAY,
+    NEAREST_EVEN,
+    NEAREST_UP,
+    STOCHASTIC,
+    TOWARD_ZERO,
+)
 from kernels.conv import _pads, _pair
 
 

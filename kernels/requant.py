@@ -23,7 +23,14 @@ from numba import njit
 from formats.base import check_int
 from formats.errors import RsimError
 from formats.modes import Overflow, Rounding, as_overflow, as_rounding
-from formats.rounding_nb import FLOOR, NEAREST_AWAY, NEAREST_EVEN, NEAREST_UP, STOCHASTIC, TOWARD_ZERO
+from formats.rounding_nb import (
+    FLOOR,
+    NEAREST_AWAY,
+    NEAREST_EVEN,
+    NEAREST_UP,
+    STOCHASTIC,
+    TOWARD_ZERO,
+)
 
 MAX_SHIFT = 62
 _U_BITS = 53  # numpy's Generator.random() returns multiples of 2^-53

@@ -17,8 +17,8 @@ from formats.errors import RsimError
 def plans(draw, k_max):
     acc_bits = draw(st.integers(2, 24))
     k_chunk = draw(st.one_of(st.none(), st.integers(1, k_max)))
-    plan = dict(acc_bits=acc_bits, acc_overflow=draw(st.sampled_from(["saturate", "wrap"])),
-                k_chunk=k_chunk)  # fmt: skip
+    plan = {"acc_bits": acc_bits, "acc_overflow": draw(st.sampled_from(["saturate", "wrap"])),
+                "k_chunk": k_chunk}  # fmt: skip
     if k_chunk is not None:
         plan["psum_bits"] = draw(st.integers(2, 26))
         plan["psum_overflow"] = draw(st.sampled_from(["saturate", "wrap"]))
@@ -50,8 +50,8 @@ def conv_cases(draw):
     x = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), (draw(st.integers(1, 2)), groups * cg, h, w))
     wt = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), (groups * og, cg, kh, kw))
     plan = draw(plans(cg * kh * kw))
-    geometry = dict(stride=stride, pads=pads, dilation=dilation, groups=groups,
-                    pad_value=draw(st.integers(-3, 3)), k_order=draw(st.sampled_from(["chw", "hwc"])))  # fmt: skip
+    geometry = {"stride": stride, "pads": pads, "dilation": dilation, "groups": groups,
+                    "pad_value": draw(st.integers(-3, 3)), "k_order": draw(st.sampled_from(["chw", "hwc"]))}  # fmt: skip
     bias = _bias(rng, plan, groups * og) if draw(st.booleans()) else None
     return x, wt, geometry, plan, bias
 
@@ -86,7 +86,7 @@ def transposed_cases(draw):
     w = rng.integers(-40, 40, (groups * cg, og, kh, kw))
     plan = draw(plans(cg * kh * kw))
     bias = _bias(rng, plan, groups * og) if draw(st.booleans()) else None
-    geometry = dict(stride=stride, pads=pads, output_padding=out_pad, dilation=dilation, groups=groups)
+    geometry = {"stride": stride, "pads": pads, "output_padding": out_pad, "dilation": dilation, "groups": groups}
     return x, w, geometry, plan, bias
 
 
@@ -116,13 +116,13 @@ def test_k_order_changes_a_saturating_result_as_the_reference_predicts():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(groups=3), "groups"),
-        (dict(stride=0), "stride"),
-        (dict(padding=(1, 2, 3)), "padding"),
-        (dict(dilation=(1, 0)), "dilation"),
-        (dict(k_order="whc"), "k_order"),
-        (dict(acc_bits=70), "acc_bits"),
-        (dict(x_bits=3), "x"),
+        ({"groups": 3}, "groups"),
+        ({"stride": 0}, "stride"),
+        ({"padding": (1, 2, 3)}, "padding"),
+        ({"dilation": (1, 0)}, "dilation"),
+        ({"k_order": "whc"}, "k_order"),
+        ({"acc_bits": 70}, "acc_bits"),
+        ({"x_bits": 3}, "x"),
     ],
 )
 def test_bad_conv_arguments_raise_rsim_error_naming_the_argument(kwargs, name):

@@ -24,7 +24,7 @@ def gemm_cases(draw):
     b = rng.integers(-(2 ** (b_bits - 1)), 2 ** (b_bits - 1), (k, n))
     acc_bits = draw(st.integers(2, 32))
     k_chunk = draw(st.one_of(st.none(), st.integers(1, 20)))
-    plan = dict(acc_bits=acc_bits, acc_overflow=draw(st.sampled_from(OVERFLOWS)), k_chunk=k_chunk)
+    plan = {"acc_bits": acc_bits, "acc_overflow": draw(st.sampled_from(OVERFLOWS)), "k_chunk": k_chunk}
     if k_chunk is not None:
         plan["psum_bits"] = draw(st.one_of(st.none(), st.integers(2, 32)))
         plan["psum_overflow"] = draw(st.sampled_from(OVERFLOWS))
@@ -116,7 +116,7 @@ def test_12_and_16_bit_saturating_accumulators_differ_and_each_is_exact():
 
 def test_k_chunk_16_and_none_differ_exactly_where_the_reference_says():
     a, b = _saturating_case()
-    plan16 = dict(acc_bits=14, k_chunk=16, psum_bits=20)
+    plan16 = {"acc_bits": 14, "k_chunk": 16, "psum_bits": 20}
     out_chunked, _ = kernels.gemm(a, b, **plan16)
     out_whole, _ = kernels.gemm(a, b, acc_bits=14)
     ref_chunked, _, _ = gemm_reference(a, b, **plan16)
@@ -128,8 +128,8 @@ def test_k_chunk_16_and_none_differ_exactly_where_the_reference_says():
 
 @pytest.mark.parametrize(
     "plan",
-    [dict(acc_bits=16), dict(acc_bits=15, k_chunk=100, psum_bits=17, bias_mode="preload"),
-     dict(acc_bits=16, acc_overflow="wrap", k_chunk=64, psum_bits=16, psum_overflow="wrap")],
+    [{"acc_bits": 16}, {"acc_bits": 15, "k_chunk": 100, "psum_bits": 17, "bias_mode": "preload"},
+     {"acc_bits": 16, "acc_overflow": "wrap", "k_chunk": 64, "psum_bits": 16, "psum_overflow": "wrap"}],
 )  # fmt: skip
 def test_sparse_risk_runs_only_the_outputs_at_risk_sequentially(plan):
     # a hot row runs along its columns, a hot column along its rows (the transposed pass)
@@ -161,17 +161,17 @@ def test_bias_preload_and_post_use_the_registers_the_plan_names():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(acc_bits=1), "acc_bits"),
-        (dict(acc_bits=65), "acc_bits"),
-        (dict(acc_bits=16, k_chunk=0), "k_chunk"),
-        (dict(acc_bits=16, k_chunk=-3), "k_chunk"),
-        (dict(acc_bits=16, k_chunk=4, psum_bits=70), "psum_bits"),
-        (dict(acc_bits=16, acc_overflow="clamp"), "acc_overflow"),
-        (dict(acc_bits=16, bias_mode="pre"), "bias_mode"),
-        (dict(acc_bits=8, bias=np.array([200, 0])), "bias"),
-        (dict(acc_bits=16, bias=np.array([1, 2, 3])), "bias"),
-        (dict(acc_bits=16, a_bits=4), "a"),
-        (dict(acc_bits=16, b_bits=3), "b"),
+        ({"acc_bits": 1}, "acc_bits"),
+        ({"acc_bits": 65}, "acc_bits"),
+        ({"acc_bits": 16, "k_chunk": 0}, "k_chunk"),
+        ({"acc_bits": 16, "k_chunk": -3}, "k_chunk"),
+        ({"acc_bits": 16, "k_chunk": 4, "psum_bits": 70}, "psum_bits"),
+        ({"acc_bits": 16, "acc_overflow": "clamp"}, "acc_overflow"),
+        ({"acc_bits": 16, "bias_mode": "pre"}, "bias_mode"),
+        ({"acc_bits": 8, "bias": np.array([200, 0])}, "bias"),
+        ({"acc_bits": 16, "bias": np.array([1, 2, 3])}, "bias"),
+        ({"acc_bits": 16, "a_bits": 4}, "a"),
+        ({"acc_bits": 16, "b_bits": 3}, "b"),
     ],
 )
 def test_bad_arguments_raise_rsim_error_naming_the_argument(kwargs, name):

@@ -140,15 +140,15 @@ def test_minifloat_conv2d_reduces_each_output_in_the_documented_k_order():
 @pytest.mark.parametrize(
     "kwargs, name",
     [
-        (dict(a=np.array([[0.3]])), "a"),
-        (dict(rounding="stochastic"), "rounding"),
-        (dict(k_chunk=0), "k_chunk"),
-        (dict(acc_format="fp16"), "acc_format"),
-        (dict(bias=np.array([1e9])), "bias"),
+        ({"a": np.array([[0.3]])}, "a"),
+        ({"rounding": "stochastic"}, "rounding"),
+        ({"k_chunk": 0}, "k_chunk"),
+        ({"acc_format": "fp16"}, "acc_format"),
+        ({"bias": np.array([1e9])}, "bias"),
     ],
 )
 def test_bad_minifloat_arguments_name_the_argument(kwargs, name):
-    args = dict(a=np.array([[0.5]]), b=np.array([[2.0]]), a_format=E4M3, b_format=E4M3, acc_format=FP16)
+    args = {"a": np.array([[0.5]]), "b": np.array([[2.0]]), "a_format": E4M3, "b_format": E4M3, "acc_format": FP16}
     args.update(kwargs)
     with pytest.raises(RsimError, match=rf"^{name}\b"):
         kernels.minifloat_gemm(args.pop("a"), args.pop("b"), **args)

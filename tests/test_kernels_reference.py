@@ -73,7 +73,7 @@ def conv2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1),
 
     K order "chw": input channel in group, kernel row, kernel column; "hwc": row, column, channel.
     """
-    n_b, n_c, h, wd = x.shape
+    n_b, _n_c, h, wd = x.shape
     n_o, cg, kh, kw = w.shape
     og = n_o // groups
     top, left, bottom, right = pads
