@@ -5,7 +5,7 @@ OCP MX block formats, with one rounding/overflow vocabulary and a spec-string gr
 """
 
 from formats.affine import Affine
-from formats.base import Field, Format
+from formats.base import Field, Format, ScalarFormat
 from formats.dfp import choose_fl, dfp_format, integer_length
 from formats.errors import RsimError
 from formats.field import FormatField
@@ -30,6 +30,7 @@ __all__ = [
     "RistrettoMinifloat",
     "Rounding",
     "RsimError",
+    "ScalarFormat",
     "as_overflow",
     "as_rounding",
     "choose_fl",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from formats.base import Field, Format, check_int
+from formats.base import Field, Format, ScalarFormat, check_int
 from formats.errors import RsimError
 from formats.fixed import FixedPoint
 from formats.modes import Overflow, Rounding
@@ -125,7 +125,7 @@ def _number_tuple(value, what: str, kind: type) -> tuple:
 
 
 @dataclass(frozen=True, repr=False)
-class Affine(Format):
+class Affine(ScalarFormat):
     """Integer codes of `base` (an integer fixed-point format such as int8) with a scale and a
     zero point, per tensor (axis=None) or per channel along `axis`."""
 

@@ -66,15 +66,6 @@ class Format(ABC):
         the count of NaN inputs."""
 
     @abstractmethod
-    def _encode(self, flat: np.ndarray, shape: tuple[int, ...], rounding: Rounding,
-                overflow: Overflow | None, u: np.ndarray) -> tuple[np.ndarray, int]:
-        """The int64 codes of `flat` (x raveled; x has `shape`) and the count of NaN inputs."""
-
-    @abstractmethod
-    def _decode(self, codes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """float64 values of int64 codes (raveled from `shape`, checked against `code_range`)."""
-
-    @abstractmethod
     def __str__(self) -> str:
         """The canonical spec string."""
 
@@ -94,20 +85,58 @@ class Format(ABC):
         u = rng.random(x.size), one per element in C order, from `rng` (a numpy Generator or an
         int seed), so a seeded run is reproducible.
         """
-        flat, shape, out_dtype = _as_flat(x, dtype)
+        flat, shape, out_dtype = as_flat(x, dtype)
         mode, over = self._modes(rounding, overflow)
         out = np.empty(flat.size, dtype=out_dtype)
-        nans = self._quantize(flat, shape, mode, over, _uniforms(rng, mode, flat.size), out)
+        nans = self._quantize(flat, shape, mode, over, uniforms(rng, mode, flat.size), out)
         self._check_nans(nans)
         return out.reshape(shape)
+
+    @abstractmethod
+    def encode(self, x, rounding: str | Rounding = "nearest_even",
+               overflow: str | Overflow | None = None,
+               rng: np.random.Generator | int | None = None):
+        """Integer codes of x rounded to this format (same rounding and draws as quantize)."""
+
+    @abstractmethod
+    def decode(self, codes) -> np.ndarray:
+        """float64 values of codes from `encode`."""
+
+    def _modes(self, rounding, overflow) -> tuple[Rounding, Overflow | None]:
+        mode = as_rounding(rounding)
+        over = None if overflow is None else as_overflow(overflow)
+        self._check_modes(mode, over)
+        return mode, over
+
+    def _check_modes(self, rounding: Rounding, overflow: Overflow | None) -> None:
+        """Reject modes this format cannot honour (default: all are fine)."""
+
+    def _check_nans(self, count: int) -> None:
+        if count and not self.has_nan:
+            raise RsimError(
+                f"{self}: {count} NaN input value(s), but this format has no NaN code; "
+                "remove the NaNs (e.g. np.nan_to_num) or use a format with NaN")
+
+
+class ScalarFormat(Format):
+    """A format with one integer code per value: fixed point, minifloats, power of two, affine."""
+
+    @abstractmethod
+    def _encode(self, flat: np.ndarray, shape: tuple[int, ...], rounding: Rounding,
+                overflow: Overflow | None, u: np.ndarray) -> tuple[np.ndarray, int]:
+        """The int64 codes of `flat` (x raveled; x has `shape`) and the count of NaN inputs."""
+
+    @abstractmethod
+    def _decode(self, codes: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """float64 values of int64 codes (raveled from `shape`, checked against `code_range`)."""
 
     def encode(self, x, rounding: str | Rounding = "nearest_even",
                overflow: str | Overflow | None = None,
                rng: np.random.Generator | int | None = None) -> np.ndarray:
         """Integer codes (int64, same shape as x) of x rounded to this format."""
-        flat, shape, _ = _as_flat(x, None)
+        flat, shape, _ = as_flat(x, None)
         mode, over = self._modes(rounding, overflow)
-        codes, nans = self._encode(flat, shape, mode, over, _uniforms(rng, mode, flat.size))
+        codes, nans = self._encode(flat, shape, mode, over, uniforms(rng, mode, flat.size))
         self._check_nans(nans)
         return codes.reshape(shape)
 
@@ -147,23 +176,8 @@ class Format(ABC):
         """The smallest and largest integer `encode` returns (bit patterns: 0 .. 2^bits - 1)."""
         return 0, (1 << self.bits) - 1
 
-    def _modes(self, rounding, overflow) -> tuple[Rounding, Overflow | None]:
-        mode = as_rounding(rounding)
-        over = None if overflow is None else as_overflow(overflow)
-        self._check_modes(mode, over)
-        return mode, over
 
-    def _check_modes(self, rounding: Rounding, overflow: Overflow | None) -> None:
-        """Reject modes this format cannot honour (default: all are fine)."""
-
-    def _check_nans(self, count: int) -> None:
-        if count and not self.has_nan:
-            raise RsimError(
-                f"{self}: {count} NaN input value(s), but this format has no NaN code; "
-                "remove the NaNs (e.g. np.nan_to_num) or use a format with NaN")
-
-
-def _as_flat(x, dtype) -> tuple[np.ndarray, tuple[int, ...], np.dtype]:
+def as_flat(x, dtype) -> tuple[np.ndarray, tuple[int, ...], np.dtype]:
     """x as a flat contiguous float32/float64 array, its shape, and the result dtype."""
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiub":
@@ -182,7 +196,7 @@ def _as_flat(x, dtype) -> tuple[np.ndarray, tuple[int, ...], np.dtype]:
 _NO_UNIFORMS = np.zeros(1)
 
 
-def _uniforms(rng, rounding: Rounding, n: int) -> np.ndarray:
+def uniforms(rng, rounding: Rounding, n: int) -> np.ndarray:
     """The uniform [0, 1) draws stochastic rounding needs (a dummy array otherwise)."""
     if rounding is not Rounding.STOCHASTIC:
         return _NO_UNIFORMS

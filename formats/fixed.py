@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.base import Field, Format, check_int
+from formats.base import Field, ScalarFormat, check_int
 from formats.errors import RsimError
 from formats.fixed_nb import fixed_codes_array, fixed_values_array
 from formats.modes import Overflow, Rounding
@@ -24,7 +24,7 @@ FL_LIMIT = 512
 
 
 @dataclass(frozen=True, repr=False)
-class FixedPoint(Format):
+class FixedPoint(ScalarFormat):
     """Signed (two's complement) or unsigned fixed point: `bits` bits, fractional length `fl`."""
 
     bits: int

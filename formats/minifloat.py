@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.base import Field, Format, check_int
+from formats.base import Field, ScalarFormat, check_int
 from formats.errors import RsimError
 from formats.float_nb import (OVERFLOW_INF, OVERFLOW_NAN, OVERFLOW_SATURATE, float_codes_array,
                               float_values_array, ristretto_values_array)
@@ -31,7 +31,7 @@ EXP_RANGE = 1000  # every value and quantum stays a normal float64: |exponent| <
 
 
 @dataclass(frozen=True, repr=False)
-class Minifloat(Format):
+class Minifloat(ScalarFormat):
     """A binary floating-point format with E exponent bits and M mantissa bits (hidden bit not
     counted); bias defaults to 2^(E-1) - 1."""
 
@@ -208,7 +208,7 @@ class Minifloat(Format):
 
 
 @dataclass(frozen=True, repr=False)
-class RistrettoMinifloat(Format):
+class RistrettoMinifloat(ScalarFormat):
     """Ristretto's MINIFLOAT trimming, exactly (GPU semantics, both tie rules).
 
     Every exponent code is a normal number (bias 2^(E-1)-1, no inf/NaN, no subnormals);

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from formats.base import Field, Format, check_int
+from formats.base import Field, Format, as_flat, uniforms, check_int
 from formats.errors import RsimError
 from formats.fixed import FixedPoint
 from formats.fixed_nb import fixed_code
@@ -207,10 +207,9 @@ class MXFormat(Format):
 
     def encode(self, x, rounding="nearest_even", overflow=None, rng=None) -> MXCodes:
         """Element codes (shape of x) and e8m0 scale codes (one per block)."""
-        from formats.base import _as_flat, _uniforms
-        flat, shape, _ = _as_flat(x, None)
+        flat, shape, _ = as_flat(x, None)
         mode, _ = self._modes(rounding, overflow)
-        u = _uniforms(rng, mode, flat.size)
+        u = uniforms(rng, mode, flat.size)
         blocks, moved_shape, axis, length = self._blocks(flat, shape)
         exps = self._scale_exponents(blocks)
         elements = self._elements(blocks, exps, mode, _padded_uniforms(u, blocks.size))
@@ -241,12 +240,6 @@ class MXFormat(Format):
         factor = np.ldexp(1.0, (np.minimum(per_element, 254) - SCALE_BIAS).astype(np.int32))
         factor[per_element == SCALE_NAN_CODE] = np.nan
         return np.moveaxis(values * factor, -1, axis).reshape(elements.shape)
-
-    def _encode(self, flat, shape, rounding, overflow, u):
-        raise RsimError(f"{self}: use encode(), which returns MXCodes")
-
-    def _decode(self, codes, shape):
-        raise RsimError(f"{self}: use decode(MXCodes)")
 
 
 def _padded_uniforms(u: np.ndarray, size: int) -> np.ndarray:

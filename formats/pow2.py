@@ -17,7 +17,7 @@ from fractions import Fraction
 import numpy as np
 from numba import njit
 
-from formats.base import Field, Format, check_int
+from formats.base import Field, ScalarFormat, check_int
 from formats.errors import RsimError
 from formats.modes import Overflow, Rounding
 from formats.rounding_nb import (FLOOR, NEAREST_AWAY, NEAREST_EVEN, NEAREST_UP, STOCHASTIC,
@@ -85,7 +85,7 @@ def pow2_values_array(x, params, rounding, u, out):
 
 
 @dataclass(frozen=True, repr=False)
-class PowerOfTwo(Format):
+class PowerOfTwo(ScalarFormat):
     """Signed powers of two 2^exp_min .. 2^exp_max, with or without zero."""
 
     exp_min: int
