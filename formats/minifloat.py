@@ -239,14 +239,19 @@ class RistrettoMinifloat(ScalarFormat):
     def _normal_count(self) -> int:
         return 1 << (self.exp_bits + self.man_bits)
 
+    def _values(self, ordinals: np.ndarray) -> np.ndarray:
+        """Values of positive ordinals (1 .. normal_count + 1) as Ristretto stores them (float32).
+
+        Ordinal k is exponent code e and mantissa m with k - 1 = e * 2^M + m; the last one,
+        e = 2^E and m = 0, is the carry value 2^(2^E - bias)."""
+        e_field, m = np.divmod(np.asarray(ordinals, dtype=np.int64) - 1, 1 << self.man_bits)
+        exponent = (e_field - self.bias - self.man_bits).astype(np.int32)
+        with np.errstate(over="ignore"):
+            return np.ldexp((m + (1 << self.man_bits)).astype(np.float64),
+                            exponent).astype(np.float32).astype(np.float64)
+
     def _value(self, ordinal: int) -> float:
-        """Value of a positive ordinal (1 .. normal_count + 1), as Ristretto stores it (float32)."""
-        if ordinal == self._normal_count + 1:
-            value = math.ldexp(1.0, (1 << self.exp_bits) - self.bias)  # the carry value
-        else:
-            e_field, m = divmod(ordinal - 1, 1 << self.man_bits)
-            value = math.ldexp((1 << self.man_bits) + m, e_field - self.bias - self.man_bits)
-        return float(np.float32(value))
+        return float(self._values(np.array([ordinal]))[0])
 
     @property
     def bits(self) -> int:
@@ -259,8 +264,10 @@ class RistrettoMinifloat(ScalarFormat):
     @property
     def max(self) -> float:
         """The saturation value (2-2^-M)*2^(2^(E-1)); a mantissa carry can still give 2x that
-        binade's base (see the class docstring)."""
-        return self._value(self._normal_count)
+        binade's base (see the class docstring). For E = 8 float32 storage turns that top
+        binade into inf, so the largest finite value is the top of the binade below."""
+        top = self._value(self._normal_count)
+        return top if math.isfinite(top) else self._value(self._normal_count - (1 << self.man_bits))
 
     @property
     def min(self) -> float:
@@ -301,14 +308,20 @@ class RistrettoMinifloat(ScalarFormat):
     def _encode(self, flat, shape, rounding: Rounding, overflow, u):
         values = np.empty(flat.size)
         nans = self._quantize(flat, shape, rounding, overflow, u, values)
-        positive = np.array([self._value(k) for k in range(1, self._normal_count + 2)])
-        ordinals = np.searchsorted(positive, np.abs(values)) + 1
-        ordinals[values == 0.0] = 0
-        return np.where(values < 0, -ordinals, ordinals).astype(np.int64), nans
+        magnitude = np.abs(values)
+        finite = np.isfinite(magnitude) & (magnitude > 0)
+        exponent = np.frexp(magnitude[finite])[1] - 1
+        mantissa = np.ldexp(magnitude[finite], self.man_bits - exponent) - (1 << self.man_bits)
+        ordinals = np.zeros(flat.size, dtype=np.int64)
+        ordinals[finite] = ((exponent + self.bias) << self.man_bits) + mantissa.astype(np.int64) + 1
+        # E = 8: float32 turns the whole top binade into inf; it gets that binade's first ordinal
+        ordinals[np.isinf(magnitude)] = (((1 << self.exp_bits) - 1) << self.man_bits) + 1
+        return np.where(values < 0, -ordinals, ordinals), nans
 
     def _decode(self, codes, shape):
-        table = np.array([0.0] + [self._value(k) for k in range(1, self._normal_count + 2)])
-        return np.where(codes < 0, -table[np.abs(codes)], table[np.abs(codes)])
+        magnitude = np.abs(codes)
+        values = np.where(magnitude == 0, 0.0, self._values(np.maximum(magnitude, 1)))
+        return np.where(codes < 0, -values, values)
 
 
 def _build_float(args: Args) -> Minifloat:
