@@ -167,6 +167,12 @@ class Affine(ScalarFormat):
     def bits(self) -> int:
         return self.base.bits
 
+    def channel(self, index: int) -> Affine:
+        """The per-tensor format of one channel."""
+        check_int(index, f"{self} channel", 0, self.channels - 1)
+        return Affine(self.base, self.scale[index % len(self.scale)],
+                      self.zero_point[index % len(self.zero_point)])
+
     @property
     def code_range(self) -> tuple[int, int]:
         return self.base.min_code, self.base.max_code

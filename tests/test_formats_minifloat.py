@@ -282,6 +282,9 @@ def test_ristretto_codes_are_signed_ordinals_that_decode_back() -> None:
     codes = fmt.encode(x)
     assert codes.tolist() == [0, 1, 122, 129, -128]
     np.testing.assert_array_equal(fmt.decode(codes), fmt.quantize(x))
+    wide = parse("ristretto_minifloat<8,23>")  # 2^32 + 3 values: ordinals come from a formula
+    y = np.array([1.0, -3e38, 1e-30, 2.0**-126])
+    np.testing.assert_array_equal(wide.decode(wide.encode(y)), wide.quantize(y))
 
 
 @njit(cache=True)

@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from formats import MXFormat, parse
+from formats import Affine, MXFormat, parse
 from formats.base import Format
 
 
@@ -52,8 +52,12 @@ def format_command(spec: str) -> None:
     for name, value in properties(fmt):
         table.add_row(name, value)
     console.print(table)
-    element = fmt.element if isinstance(fmt, MXFormat) else fmt
-    title = f"sample codes of the {element} elements" if element is not fmt else "sample codes"
+    if isinstance(fmt, MXFormat):
+        element, title = fmt.element, f"sample codes of the {fmt.element} elements"
+    elif isinstance(fmt, Affine) and fmt.axis is not None:
+        element, title = fmt.channel(0), "sample codes of channel 0"
+    else:
+        element, title = fmt, "sample codes"
     samples = Table(title=title, title_justify="left")
     samples.add_column("code", justify="right")
     samples.add_column("bits")
