@@ -167,7 +167,8 @@ def test_format_command_reports_a_bad_spec_in_one_line_with_exit_code_2() -> Non
 
 
 @pytest.mark.parametrize("spec", ["mxfp4", "affine<int8,scale=[0.5,0.25],axis=0>", "fp32",
-                                  "ristretto_minifloat<8,23>", "fixed<64,0>", "pow2<0,0,zero=false>"])
+                                  "ristretto_minifloat<8,23>", "fixed<64,0>",
+                                  "pow2<0,0,zero=false>"])
 def test_format_command_handles_every_family(spec: str) -> None:
     result = CliRunner().invoke(cli, ["format", spec])
     assert result.exit_code == 0, result.output
