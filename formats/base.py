@@ -80,7 +80,8 @@ class Format(ABC):
                  dtype: type | np.dtype | None = None) -> np.ndarray:
         """Values of x on this format's grid ("fake quantization"), same shape as x.
 
-        The result is float32 when x is float32 or dtype=np.float32, float64 otherwise.
+        The result is float32 when x is float32 or dtype=np.float32, float64 otherwise (a
+        float32 result is exact whenever the format's values fit float32, as 8/16-bit ones do).
         `overflow=None` is the format's own rule. Stochastic rounding draws
         u = rng.random(x.size), one per element in C order, from `rng` (a numpy Generator or an
         int seed), so a seeded run is reproducible.
