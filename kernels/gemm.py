@@ -30,6 +30,7 @@ from kernels.plan import AccumulatorStats, ReductionPlan, _check_bits
 from kernels.threads import threads_for
 
 _MAX_PRODUCT = 1 << 62
+_INT64_LIMIT = 1 << 63
 _FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
@@ -74,26 +75,37 @@ def _smallest_int_dtype(magnitude: int) -> type:
 
 
 @njit(cache=True, fastmath=True)
-def abs_row_stats(a):
-    """Σ_k |a[g, m, k]| and max_k |a[g, m, k]| as float64, each (G, M).
-
-    Serial on purpose: it runs next to BLAS calls whose spinning threads would starve a
-    parallel region. fastmath only reorders the sum; the callers' margin covers any order.
-    """
+def _prepare_rows(a, T):
     n_g, n_m, n_k = a.shape
+    af = np.empty((n_g, n_m, n_k), np.float32)
     sums = np.zeros((n_g, n_m))
     maxes = np.zeros((n_g, n_m))
     for g in range(n_g):
         for m in range(n_m):
-            total = 0.0
-            largest = 0.0
+            total = T(0)
+            largest = T(0)
             for k in range(n_k):
-                v = abs(np.float64(a[g, m, k]))
+                af[g, m, k] = a[g, m, k]
+                v = abs(T(a[g, m, k]))
                 total += v
                 largest = max(largest, v)
             sums[g, m] = total
             maxes[g, m] = largest
-    return sums, maxes
+    return af, sums, maxes
+
+
+def prepare_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """One pass over integer a (G, M, K): its float32 copy (for BLAS), Σ_k |a| and max_k |a| per
+    row (float64, (G, M)), and max |a| as an int.
+
+    Codes of up to 32 bits are summed in int64 (exact, and it vectorizes); int64 codes in
+    float64 (fastmath only reorders that sum; the callers' margin covers any order). Serial on
+    purpose: it runs next to BLAS calls whose spinning threads would starve a parallel region.
+    """
+    narrow = a.dtype.itemsize <= 4
+    af, sums, maxes = _prepare_rows(a, np.int64 if narrow else np.float64)
+    a_max = int(maxes.max(initial=0.0)) if narrow else max_abs(a)
+    return af, sums, maxes, a_max
 
 
 def _rounding_margin(n_terms: int, unit: float) -> float:
@@ -103,24 +115,26 @@ def _rounding_margin(n_terms: int, unit: float) -> float:
     return 1.0 + 4.0 * (n_terms + 4) * unit
 
 
-def abs_sum_bound(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def abs_sum_bound(a: np.ndarray, b: np.ndarray, af: np.ndarray) -> np.ndarray:
     """An upper bound of Σ_k |a_mk·b_kn| per output, float64 (G, M, N): the one extra GEMM.
 
     A float32 BLAS GEMM on |a|, |b| (float64 when K > 2^20) is not exact, but all its terms are
-    non-negative, so scaling by `_rounding_margin` makes it a proven bound.
+    non-negative, so scaling by `_rounding_margin` makes it a proven bound (the rounding of
+    large codes to float32, af = a as float32, included).
     """
     n_k = a.shape[2]
-    dtype, unit = (np.float32, 2.0**-24) if n_k <= _FLOAT32_BOUND_MAX_K else (np.float64, 2.0**-53)
-    af, bf = np.abs(a.astype(dtype)), np.abs(b.astype(dtype))
-    sums = np.stack([(af[g] @ bf[g]).astype(np.float64) for g in range(a.shape[0])])
+    if n_k <= _FLOAT32_BOUND_MAX_K:
+        unit, abs_a, abs_b = 2.0**-24, np.abs(af), np.abs(b.astype(np.float32))
+    else:
+        unit, abs_a, abs_b = 2.0**-53, np.abs(a.astype(np.float64)), np.abs(b.astype(np.float64))
+    sums = np.stack([(abs_a[g] @ abs_b[g]).astype(np.float64) for g in range(a.shape[0])])
     return sums * _rounding_margin(n_k, unit)
 
 
-def outer_bound(a_stats: tuple[np.ndarray, np.ndarray], b: np.ndarray) -> np.ndarray:
+def outer_bound(a_sum: np.ndarray, a_max: np.ndarray, b: np.ndarray) -> np.ndarray:
     """A cheap upper bound of Σ_k |a_mk·b_kn| per output, float64 (G, M, N), without a GEMM:
     min(Σ_k |a_mk| · max_k |b_kn|, max_k |a_mk| · Σ_k |b_kn|). It singles out hot rows and hot
     columns, which the full GEMM bound would only confirm."""
-    a_sum, a_max = a_stats
     bf = np.abs(b.astype(np.float64))
     b_sum, b_max = bf.sum(axis=1), bf.max(axis=1, initial=0.0)
     bound = np.minimum(a_sum[:, :, None] * b_max[:, None, :], a_max[:, :, None] * b_sum[:, None, :])
@@ -164,8 +178,10 @@ def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int) -> np.ndarra
     return total
 
 
-def exact_sums(a: np.ndarray, b: np.ndarray, row_bounds: np.ndarray | None, max_product: int) -> np.ndarray:
-    """Exact Σ_k a·b of integer (G, M, K) @ (G, K, N) as int64 (needs max_product < 2^53).
+def exact_sums(a: np.ndarray, b: np.ndarray, af: np.ndarray, row_bounds: np.ndarray | None,
+               max_product: int) -> np.ndarray:  # fmt: skip
+    """Exact Σ_k a·b of integer (G, M, K) @ (G, K, N) as int64 (needs max_product < 2^53);
+    af is a as float32.
 
     row_bounds (G, M) bounds Σ|a·b| over each row's outputs (None: K·max|a|·max|b| <= 2^24).
     Rows within 2^24 take one float32 BLAS GEMM over all of K, exact whatever order BLAS adds
@@ -176,11 +192,11 @@ def exact_sums(a: np.ndarray, b: np.ndarray, row_bounds: np.ndarray | None, max_
     for g in range(n_g):
         single = np.ones(n_m, bool) if row_bounds is None else row_bounds[g] <= _FLOAT32_EXACT
         if single.all():
-            out[g] = (a[g].astype(np.float32) @ b[g].astype(np.float32)).astype(np.int64)
+            out[g] = (af[g] @ b[g].astype(np.float32)).astype(np.int64)
             continue
         if single.any():
             rows = np.flatnonzero(single)
-            out[g][rows] = (a[g][rows].astype(np.float32) @ b[g].astype(np.float32)).astype(np.int64)
+            out[g][rows] = (af[g][rows] @ b[g].astype(np.float32)).astype(np.int64)
         rows = np.flatnonzero(~single)
         out[g][rows] = _blocked_matmul(a[g][rows], b[g], max_product)
     return out
@@ -199,7 +215,8 @@ def gemm_batched(
     shape = (n_g, n_m, n_n)
     acc_events = np.zeros(shape, np.int64)
     psum_events = np.zeros(shape, np.int64)
-    a_max, b_max = max_abs(a), max_abs(b)
+    af, a_sums, a_maxes, a_max = prepare_rows(a)
+    b_max = max_abs(b)
     max_product = a_max * b_max
     if max_product > _MAX_PRODUCT:
         raise RsimError(
@@ -213,19 +230,19 @@ def gemm_batched(
         at_risk = np.zeros(shape, bool)  # no partial sum can leave the registers
         row_bounds = None
         if n_k * max_product > _FLOAT32_EXACT:
-            row_bounds = abs_row_stats(a)[0] * float(b_max) * _rounding_margin(n_k, 2.0**-53)
+            row_bounds = a_sums * float(b_max) * _rounding_margin(n_k, 2.0**-53)
     else:
         bias_abs = 0.0 if bias is None else np.abs(bias.astype(np.float64))[:, None, :]
-        bound = outer_bound(abs_row_stats(a), b)
+        bound = outer_bound(a_sums, a_maxes, b)
         at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit  # margin: rounding of the add
         if _refinement_pays(a, b, at_risk, bias_abs, limit):
             # many candidates, many of them safe: the GEMM bound tells those apart
-            bound = np.minimum(bound, abs_sum_bound(a, b))
+            bound = np.minimum(bound, abs_sum_bound(a, b, af))
             at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit
         row_bounds = bound.max(axis=2)
     n_risk = int(np.count_nonzero(at_risk))
     if n_risk < at_risk.size and blas_ok:
-        out = exact_sums(a, b, row_bounds, max_product)
+        out = exact_sums(a, b, af, row_bounds, max_product)
         if bias is not None:
             out += bias[:, None, :]
     else:
