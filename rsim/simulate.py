@@ -274,8 +274,11 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
     for quant in run.quants:
         out_max = quant.out_fmt.max
         fmt_max = out_max if math.isfinite(out_max) and out_max > 0 else None
-        meters[quant.layer.name] = _LayerMeters(ErrorAccumulator(fmt_max),
-                                                ErrorAccumulator(fmt_max))
+        propagated = ErrorAccumulator(fmt_max)
+        # a layer fed only graph inputs sees the same quantized inputs in both runs
+        fed_by_inputs = set(quant.layer.inputs) <= set(network.inputs)
+        meters[quant.layer.name] = _LayerMeters(
+            propagated if fed_by_inputs else ErrorAccumulator(fmt_max), propagated)
     rng = np.random.default_rng(seed)
     agreement, acc_float, acc_sim = AgreementAccumulator(), AccuracyAccumulator(), AccuracyAccumulator()
     done = 0
@@ -330,9 +333,12 @@ def _run_batch(run: Prepared, meters: dict[str, _LayerMeters], x: np.ndarray,
         expected = reference[layer.outputs[0]]
         meter.propagated.update(expected, propagated.out.values(), propagated.clipped)
         meter.count(propagated, isolated=False)
-        isolated = quant.run([run.quantized(t, reference[t], rng) for t in layer.inputs], rng)
-        meter.isolated.update(expected, isolated.out.values(), isolated.clipped)
-        meter.count(isolated, isolated=True)
+        if meter.isolated is meter.propagated:  # fed the graph inputs: both runs are one
+            meter.count(propagated, isolated=True)
+        else:
+            isolated = quant.run([run.quantized(t, reference[t], rng) for t in layer.inputs], rng)
+            meter.isolated.update(expected, isolated.out.values(), isolated.clipped)
+            meter.count(isolated, isolated=True)
         if writer is not None:
             writer.append_tensors(layer.name, **_stored_tensors(expected, propagated.out))
         if layer.outputs[0] == output:
