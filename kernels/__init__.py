@@ -4,7 +4,11 @@ requantization, pooling and element-wise ops on codes."""
 from kernels.conv import conv2d, conv_transpose2d
 from kernels.elementwise import add_aligned, clip, relu, relu6
 from kernels.gemm import gemm
-from kernels.minifloat import minifloat_conv2d, minifloat_gemm
+from kernels.minifloat import (
+                             minifloat_conv2d,
+                             minifloat_conv_transpose2d,
+                             minifloat_gemm,
+)
 from kernels.plan import AccumulatorStats, ReductionPlan
 from kernels.pool import avg_pool2d, max_pool2d
 from kernels.pow2 import pow2_to_int
@@ -27,6 +31,7 @@ __all__ = [
     "gemm",
     "max_pool2d",
     "minifloat_conv2d",
+    "minifloat_conv_transpose2d",
     "minifloat_gemm",
     "onnx_output_scale",
     "pow2_to_int",

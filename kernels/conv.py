@@ -218,6 +218,27 @@ def conv_transpose2d(
     )  # fmt: skip
     x = int_codes(x, "x", x_bits, ndim=4)
     w = int_codes(w, "w", w_bits, ndim=4)
+    direct = as_direct_conv(x, w, stride, padding, output_padding, dilation, groups)
+    bias_arr = check_bias(bias, direct.weights.shape[0], plan)
+    return _conv_gemm(direct.x, direct.weights, (1, 1), direct.pads, direct.dilation,
+                      direct.groups, 0, "chw", plan, bias_arr)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DirectConv:
+    """A transposed convolution rewritten as a stride-1 direct convolution (OIHW weights)."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    pads: tuple[int, int, int, int]
+    dilation: tuple[int, int]
+    groups: int
+
+
+def as_direct_conv(x, w, stride, padding, output_padding, dilation, groups) -> DirectConv:
+    """Validate ConvTranspose arguments and build the equivalent direct convolution: the input
+    with stride − 1 zeros inserted between samples, padded (or cropped) by dilation·(k − 1) −
+    pads (+ output_padding at the end), and the kernel flipped with its channel axes swapped."""
     sh, sw = _pair(stride, "stride", 1)
     dh, dw = _pair(dilation, "dilation", 1)
     oph, opw = _pair(output_padding, "output_padding", 0)
@@ -230,20 +251,17 @@ def conv_transpose2d(
         raise RsimError(f"output_padding: {output_padding!r} must be smaller than stride or dilation")
     n_c, og, kh, kw = w.shape
     cg = n_c // groups
-    bias_arr = check_bias(bias, og * groups, plan)
     n_b, _, h, wd = x.shape
-    # zero-inserted input, then the (possibly negative) padding of the equivalent direct conv
-    up = np.zeros((n_b, n_c, sh * (h - 1) + 1, sw * (wd - 1) + 1), x.dtype)
-    up[:, :, ::sh, ::sw] = x
-    edges = (dh * (kh - 1) - top, dw * (kw - 1) - left,
-             dh * (kh - 1) - bottom + oph, dw * (kw - 1) - right + opw)  # fmt: skip
     out_h = sh * (h - 1) + oph + dh * (kh - 1) + 1 - top - bottom
     out_w = sw * (wd - 1) + opw + dw * (kw - 1) + 1 - left - right
     if min(out_h, out_w) < 1:
         raise RsimError(f"padding: {padding!r} leaves no output ({out_h}x{out_w})")
+    up = np.zeros((n_b, n_c, sh * (h - 1) + 1, sw * (wd - 1) + 1), x.dtype)
+    up[:, :, ::sh, ::sw] = x
+    edges = (dh * (kh - 1) - top, dw * (kw - 1) - left,
+             dh * (kh - 1) - bottom + oph, dw * (kw - 1) - right + opw)  # fmt: skip
     crop = tuple(max(-e, 0) for e in edges)
     up = up[:, :, crop[0]:up.shape[2] - crop[2], crop[1]:up.shape[3] - crop[3]]
-    pads = tuple(max(e, 0) for e in edges)
     flipped = w.reshape(groups, cg, og, kh, kw)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
     flipped = np.ascontiguousarray(flipped.reshape(groups * og, cg, kh, kw))
-    return _conv_gemm(up, flipped, (1, 1), pads, (dh, dw), int(groups), 0, "chw", plan, bias_arr)
+    return DirectConv(up, flipped, tuple(max(e, 0) for e in edges), (dh, dw), int(groups))

@@ -29,7 +29,7 @@ from formats.float_nb import round_float
 from formats.minifloat import Minifloat
 from formats.modes import Rounding, as_rounding
 from formats.rounding_nb import NEAREST_EVEN, two_sum
-from kernels.conv import _pads, _pair, lower_conv
+from kernels.conv import _pads, _pair, as_direct_conv, lower_conv
 from kernels.plan import BIAS_MODES
 from kernels.threads import threads_for
 
@@ -268,4 +268,39 @@ def minifloat_conv2d(
                      int(groups), 0.0, k_order)  # fmt: skip
     bias_v = _bias_values(bias, wv.shape[0], plan)
     out = plan.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(int(groups), -1))
+    return low.to_nchw(out)
+
+
+def minifloat_conv_transpose2d(
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    x_format: Minifloat,
+    w_format: Minifloat,
+    acc_format: Minifloat,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, ...] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    product_format: Minifloat | None = None,
+    k_chunk: int | None = None,
+    psum_format: Minifloat | None = None,
+    bias: np.ndarray | None = None,
+    bias_mode: str = "post",
+    rounding: str | Rounding = "nearest_even",
+) -> np.ndarray:
+    """ONNX ConvTranspose on minifloat values, x (N, C, H, W) and w (C, O/groups, kh, kw), in
+    the reduction order of `kernels.conv_transpose2d`. Returns float64 (N, O, OH, OW)."""
+    plan = MinifloatPlan(x_format, w_format, acc_format, product_format, psum_format, k_chunk,
+                         bias_mode, rounding)  # fmt: skip
+    xv = _values(x, x_format, "x")
+    wv = _values(w, w_format, "w")
+    if xv.ndim != 4 or wv.ndim != 4:
+        raise RsimError(f"x, w: must be 4-D (NCHW, C x O/groups x kh x kw), got {xv.shape} and {wv.shape}")
+    direct = as_direct_conv(xv, wv, stride, padding, output_padding, dilation, groups)
+    low = lower_conv(direct.x, direct.weights, (1, 1), direct.pads, direct.dilation, direct.groups,
+                     0.0, "chw")  # fmt: skip
+    bias_v = _bias_values(bias, direct.weights.shape[0], plan)
+    out = plan.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(direct.groups, -1))
     return low.to_nchw(out)

@@ -152,3 +152,29 @@ def test_bad_minifloat_arguments_name_the_argument(kwargs, name):
     args.update(kwargs)
     with pytest.raises(RsimError, match=rf"^{name}\b"):
         kernels.minifloat_gemm(args.pop("a"), args.pop("b"), **args)
+
+
+def test_minifloat_conv_transpose2d_rounds_in_the_documented_tap_order():
+    # each output adds its taps by input channel ascending, kernel row and column descending
+    rng = np.random.default_rng(5)
+    x = E4M3.quantize(rng.normal(size=(1, 4, 3, 4)) * 8)
+    w = E4M3.quantize(rng.normal(size=(4, 2, 3, 2)) * 8)
+    stride, top, left = (2, 1), 1, 0
+    out = kernels.minifloat_conv_transpose2d(x, w, x_format=E4M3, w_format=E4M3, acc_format=FP16,
+                                             stride=stride, padding=(top, left, 0, 0), groups=2)  # fmt: skip
+    assert out.shape == (1, 4, 2 * 2 + 3 - 1, 3 + 2)
+    for o in range(4):
+        g, o_in = divmod(o, 2)
+        for y in range(out.shape[2]):
+            for xo in range(out.shape[3]):
+                acc = 0.0
+                for c in range(2):
+                    for i in reversed(range(3)):
+                        for j in reversed(range(2)):
+                            ny, nx = y + top - i, xo + left - j
+                            if ny % stride[0] or nx % stride[1]:
+                                continue
+                            iy, ix = ny // stride[0], nx // stride[1]
+                            if 0 <= iy < 3 and 0 <= ix < 4:
+                                acc = _f16(acc + x[0, 2 * g + c, iy, ix] * w[2 * g + c, o_in, i, j])
+                assert out[0, o, y, xo] == acc
