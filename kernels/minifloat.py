@@ -41,7 +41,7 @@ _ROUND_TO_ODD_MAX_MAN_BITS = 50
 
 # formats' correctly rounding scalar function, compiled inline into the MAC loops below (the same
 # code; inlining it is what keeps a rounding per addition affordable)
-_round_float = njit(inline="always", cache=True)(round_float.py_func)
+_round_float = njit(inline="always")(round_float.py_func)  # only ever inlined: no cache entry
 
 
 @njit(cache=True, inline="always")
