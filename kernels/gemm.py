@@ -188,6 +188,8 @@ def exact_sums(a: np.ndarray, b: np.ndarray, af: np.ndarray, row_bounds: np.ndar
     in (every partial sum is a sum of a subset of the terms); other rows `_blocked_matmul`.
     """
     n_g, n_m, _ = a.shape
+    if n_g == 1 and (row_bounds is None or row_bounds.max(initial=0.0) <= _FLOAT32_EXACT):
+        return (af[0] @ b[0].astype(np.float32)).astype(np.int64)[None]
     out = np.empty((n_g, n_m, b.shape[2]), np.int64)
     for g in range(n_g):
         single = np.ones(n_m, bool) if row_bounds is None else row_bounds[g] <= _FLOAT32_EXACT
@@ -227,7 +229,7 @@ def gemm_batched(
     # exact int64 sums need every |Σ| < 2^62 and every product exact in float64
     blas_ok = n_k * max_product < _MAX_PRODUCT and max_product < _FLOAT64_EXACT
     if n_k * max_product + (0 if bias is None else max_abs(bias)) <= limit:
-        at_risk = np.zeros(shape, bool)  # no partial sum can leave the registers
+        at_risk = None  # no partial sum can leave the registers
         row_bounds = None
         if n_k * max_product > _FLOAT32_EXACT:
             row_bounds = a_sums * float(b_max) * _rounding_margin(n_k, 2.0**-53)
@@ -240,8 +242,8 @@ def gemm_batched(
             bound = np.minimum(bound, abs_sum_bound(a, b, af))
             at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit
         row_bounds = bound.max(axis=2)
-    n_risk = int(np.count_nonzero(at_risk))
-    if n_risk < at_risk.size and blas_ok:
+    n_risk = 0 if at_risk is None else int(np.count_nonzero(at_risk))
+    if n_risk < n_g * n_m * n_n and blas_ok:
         out = exact_sums(a, b, af, row_bounds, max_product)
         if bias is not None:
             out += bias[:, None, :]
