@@ -164,6 +164,10 @@ class MXFormat(Format):
             moved = np.pad(moved, pad)
         return np.ascontiguousarray(moved).reshape(-1, self.block), moved.shape, axis, length
 
+    def _block_uniforms(self, u: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Stochastic draws (one per element of x, C order) laid out like the blocks."""
+        return u if u.size == 1 else self._blocks(u, shape)[0].ravel()
+
     def _scale_exponents(self, blocks: np.ndarray) -> np.ndarray:
         """Shared exponents per block, with SCALE_BIAS + 1 standing for the NaN scale."""
         with np.errstate(invalid="ignore"):
@@ -197,7 +201,7 @@ class MXFormat(Format):
     def _quantize(self, flat, shape, rounding: Rounding, overflow, u, out) -> int:
         blocks, moved_shape, axis, length = self._blocks(flat, shape)
         exps = self._scale_exponents(blocks)
-        scaled = self._elements(blocks, exps, rounding, _padded_uniforms(u, blocks.size))
+        scaled = self._elements(blocks, exps, rounding, self._block_uniforms(u, shape))
         scaled *= np.ldexp(1.0, np.minimum(exps, SCALE_BIAS).astype(np.int32))[:, None]
         scaled[exps > SCALE_BIAS] = np.nan
         out[:] = self._unblock(scaled, moved_shape, axis, length, out.dtype).ravel()
@@ -212,7 +216,7 @@ class MXFormat(Format):
         u = uniforms(rng, mode, flat.size)
         blocks, moved_shape, axis, length = self._blocks(flat, shape)
         exps = self._scale_exponents(blocks)
-        elements = self._elements(blocks, exps, mode, _padded_uniforms(u, blocks.size))
+        elements = self._elements(blocks, exps, mode, self._block_uniforms(u, shape))
         codes = self.element.encode(elements).reshape(blocks.shape)
         codes[exps > SCALE_BIAS] = 0
         scale_codes = np.where(exps > SCALE_BIAS, SCALE_NAN_CODE, exps + SCALE_BIAS)
@@ -240,13 +244,6 @@ class MXFormat(Format):
         factor = np.ldexp(1.0, (np.minimum(per_element, 254) - SCALE_BIAS).astype(np.int32))
         factor[per_element == SCALE_NAN_CODE] = np.nan
         return np.moveaxis(values * factor, -1, axis).reshape(elements.shape)
-
-
-def _padded_uniforms(u: np.ndarray, size: int) -> np.ndarray:
-    """Stochastic draws for the padded block array (padding elements are zero anyway)."""
-    if u.size == 1:
-        return u
-    return np.concatenate([u, np.zeros(size - u.size)]) if u.size < size else u
 
 
 def _build(args: Args) -> MXFormat:

@@ -77,3 +77,20 @@ def test_draws_are_rng_random_in_c_order() -> None:
 def test_stochastic_rounding_needs_a_generator_or_seed() -> None:
     with pytest.raises(RsimError, match="rng"):
         parse("fixed<8,4>").quantize([1.3], "stochastic")
+
+
+def test_mx_stochastic_draws_follow_the_elements_in_c_order() -> None:
+    """Element (i, j) of a column-blocked MX tensor uses draw i * cols + j, as every format."""
+    fmt = parse("mx<fp8_e4m3fn,block=4,axis=0>")
+    x = np.random.default_rng(2).standard_normal((8, 3))
+    q = fmt.quantize(x, "stochastic", rng=np.random.default_rng(4))
+    u = np.random.default_rng(4).random(x.size).reshape(x.shape)
+    element = fmt.element
+    for j in range(3):
+        for start in range(0, 8, 4):
+            block = x[start:start + 4, j]
+            exponent = int(np.floor(np.log2(np.max(np.abs(block))))) - fmt.emax_elem
+            for i in range(start, start + 4):
+                scaled = round_float(x[i, j] / 2.0**exponent, *element.nb_params("saturate"),
+                                     Rounding.STOCHASTIC.code, u[i, j])
+                assert q[i, j] == scaled * 2.0**exponent
