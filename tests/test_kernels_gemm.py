@@ -51,6 +51,43 @@ def test_gemm_equals_the_python_int_reference_value_and_counters(case):
     assert np.array_equal(stats.acc_saturations_per_channel, acc_ev.sum(axis=0))
 
 
+@st.composite
+def wide_cases(draw):
+    """Codes up to 31 bits in narrow numpy dtypes, registers up to 64 bits: the int64 kernel and
+    the K-blocked float64 BLAS path."""
+    m, k, n = draw(st.integers(1, 4)), draw(st.integers(1, 30)), draw(st.integers(1, 4))
+    a_bits, b_bits = draw(st.integers(8, 31)), draw(st.integers(8, 31))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    a = rng.integers(-(2 ** (a_bits - 1)), 2 ** (a_bits - 1), (m, k))
+    b = rng.integers(-(2 ** (b_bits - 1)), 2 ** (b_bits - 1), (k, n))
+    a = a.astype(np.int32)  # b stays int64: mixed dtypes
+    k_chunk = draw(st.one_of(st.none(), st.integers(1, 10)))
+    plan = {"acc_bits": draw(st.integers(33, 64)), "k_chunk": k_chunk,
+            "acc_overflow": draw(st.sampled_from(OVERFLOWS))}  # fmt: skip
+    if k_chunk is not None:
+        plan["psum_bits"] = draw(st.integers(33, 64))
+    return a, b, plan
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wide_cases())
+def test_wide_codes_and_registers_equal_the_python_int_reference(case):
+    a, b, plan = case
+    out, stats = kernels.gemm(a, b, **plan)
+    ref, acc_ev, psum_ev = gemm_reference(a, b, **plan)
+    assert np.array_equal(out, ref)
+    assert np.array_equal(stats.acc_events, acc_ev) and np.array_equal(stats.psum_events, psum_ev)
+
+
+def test_unsigned_and_narrow_dtypes_are_read_as_their_values():
+    rng = np.random.default_rng(12)
+    a = rng.integers(0, 256, (5, 40)).astype(np.uint8)
+    b = rng.integers(-128, 128, (40, 3)).astype(np.int8)
+    out, _ = kernels.gemm(a, b, acc_bits=12)
+    ref, _, _ = gemm_reference(a.astype(np.int64), b.astype(np.int64), acc_bits=12)
+    assert np.array_equal(out, ref)
+
+
 @pytest.mark.parametrize("acc_bits", [40, 63, 64])
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
 def test_wide_registers_and_30_bit_codes_stay_exact(acc_bits, overflow):
