@@ -27,7 +27,7 @@ import hwconfigs  # noqa: E402
 from bench_float import batch_free  # noqa: E402
 from rsim.data import open_dataset  # noqa: E402
 from rsim.loader import load  # noqa: E402
-from rsim.simulate import simulate  # noqa: E402
+from rsim import simulate  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "real"
 MNIST8 = REAL / "onnx-mnist8" / "model.onnx"

@@ -21,7 +21,7 @@ from formats.errors import RsimError
 from rsim import __version__
 from rsim.assignment import register_entered
 from rsim.bitexact import MAC_OPS, LayerQuant, Outcome, QTensor
-from rsim.simulate import Prepared
+from rsim.simulation import Prepared
 
 
 def hex_words(codes: np.ndarray, bits: int) -> list[str]:

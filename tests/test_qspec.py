@@ -12,7 +12,7 @@ from rsim.calibrate import TensorRange, activation_fl
 from rsim.loader import load
 from rsim.qspec import Calibration, QSpec, load_qspec
 from rsim.shipped import default_data_path, default_model_path
-from rsim.simulate import prepare, resolve_accelerator
+from rsim.simulation import prepare, resolve_accelerator
 from rsim.data import open_dataset
 
 CONV = "/features/features.3/Conv"

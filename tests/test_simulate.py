@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 
 import hwconfigs
-import rsim.simulate as simulate_module
+import rsim.simulation as simulate_module
 import traces
 from formats.errors import RsimError
 from rsim.cli import cli
 from rsim.data import open_dataset
 from rsim.loader import load
 from rsim.shipped import default_data_path, default_model_path
-from rsim.simulate import simulate
+from rsim import simulate
 
 REAL = Path(__file__).parents[2] / "shared" / "real"
 MNIST8 = REAL / "onnx-mnist8" / "model.onnx"

@@ -165,7 +165,7 @@ def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape
     """
     from rsim.loader import load
     from rsim.shipped import default_model_path
-    from rsim.simulate import simulate
+    from rsim import simulate
 
     if trace_tensors and trace is None:
         raise RsimError("--trace-tensors needs --trace FILE")

@@ -32,7 +32,7 @@ def vectors_command(model, hw, layer_name, out_dir, samples, data, x_name, y_nam
     from rsim.loader import load
     from rsim.qspec import load_qspec
     from rsim.shipped import default_model_path
-    from rsim.simulate import prepare, resolve_accelerator
+    from rsim.simulation import prepare, resolve_accelerator
     from rsim.vectors import write_vectors
 
     network = load(model or default_model_path())
