@@ -33,20 +33,14 @@ def cli() -> None:
 
 
 def _add_commands() -> None:
-    from rsim.cli import format_cmd
+    from rsim.cli import (format_cmd, hw_cmd, info_cmd, schedule_cmd, simulate_cmd, trace_cmd,
+                          vectors_cmd)
 
-    cli.add_command(format_cmd.format_command)
-    from rsim.cli import trace_cmd
-
-    cli.add_command(trace_cmd.trace_group)
-
-    from rsim.cli import hw_cmd, schedule_cmd
-
-    cli.add_command(hw_cmd.hw_command)
-    cli.add_command(schedule_cmd.schedule_command)
-    from rsim.cli import info_cmd
-
-    cli.add_command(info_cmd.info_command)
+    for command in (simulate_cmd.simulate_command, info_cmd.info_command,
+                    schedule_cmd.schedule_command, hw_cmd.hw_command,
+                    format_cmd.format_command, trace_cmd.trace_group,
+                    vectors_cmd.vectors_command):
+        cli.add_command(command)
 
 
 _add_commands()
