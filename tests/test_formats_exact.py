@@ -277,3 +277,31 @@ def test_affine_code_equals_exact_quotient_rounding(case) -> None:
     assert fmt.encode([x], rounding, overflow)[0] == expected
     value = (expected - fmt.zero_point[0]) * fmt.scale[0]
     assert fmt.quantize([x], rounding, overflow)[0] == value
+
+
+# -- MX block formats ---------------------------------------------------------------------------
+
+@SETTINGS
+@given(st.sampled_from(["fp8_e4m3fn", "fp8_e5m2", "fp6_e3m2fn", "fp6_e2m3fn", "fp4_e2m1fn"]),
+       st.lists(st.floats(-1e6, 1e6), min_size=4, max_size=4), st.integers(-20, 20),
+       st.sampled_from(ROUNDINGS), st.integers(0, 2**32))
+def test_mx_block_equals_exact_scale_and_saturating_element_rounding(element, values, shift,
+                                                                     rounding, seed) -> None:
+    """OCP MX: X = 2^(floor(log2 max|v|) - emax_elem), elements round(v / X) saturating."""
+    fmt = parse(f"mx<{element},block=4>")
+    x = np.array(values) * 2.0**shift
+    u = np.random.default_rng(seed).random(4)
+    amax = max(abs(Fraction(v)) for v in x)
+    if amax == 0:
+        exponent = -127
+    else:
+        exponent = math.floor(math.log2(amax))
+        while Fraction(2) ** exponent > amax:
+            exponent -= 1
+        while Fraction(2) ** (exponent + 1) <= amax:
+            exponent += 1
+        exponent = max(exponent - fmt.emax_elem, -127)
+    expected = [minifloat_reference(fmt.element, float(Fraction(v) / Fraction(2) ** exponent),
+                                    rounding, True, w) * 2.0**exponent for v, w in zip(x, u)]
+    got = fmt.quantize(x, rounding, rng=np.random.default_rng(seed))
+    assert all(same(a + 0.0, b + 0.0) for a, b in zip(got, expected)), (got, expected)
