@@ -207,3 +207,13 @@ def test_dfp_rejects_bad_maxima_and_rules() -> None:
     with pytest.raises(RsimError, match="finite"):
         choose_fl(float("inf"), 8)
     assert choose_fl(0.0, 8) == 7  # all-zero tensor: il = 1
+
+
+def test_ristretto_dfp_tie_rules_cpu_and_gpu() -> None:
+    """ristretto-facts.md §2b: bw=8, fl=4, x=+-1.03125: CPU round() +-1.0625, GPU rint() +-1.0;
+    and bw=8, fl=-3 has step 8 and range [-1024, 1016]."""
+    fmt = parse("fixed<8,4>")
+    assert fmt.quantize([1.03125, -1.03125], "nearest_away").tolist() == [1.0625, -1.0625]
+    assert fmt.quantize([1.03125, -1.03125], "nearest_even").tolist() == [1.0, -1.0]
+    coarse = parse("fixed<8,-3>")
+    assert coarse.quantize([-5000.0, 13.0, 5000.0]).tolist() == [-1024.0, 16.0, 1016.0]
