@@ -18,6 +18,7 @@ from kernels.requant import (
                              requantize_multiplier,
                              requantize_scale,
                              requantize_shift,
+                             requantize_to_range,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "requantize_multiplier",
     "requantize_scale",
     "requantize_shift",
+    "requantize_to_range",
 ]

@@ -23,7 +23,8 @@ import numpy as np
 from numba import njit, prange
 
 from formats.errors import RsimError
-from kernels.gemm import check_bias, gemm_batched, int_codes, max_abs
+from kernels.fconv import conv2d_float
+from kernels.gemm import FLOAT32_EXACT, check_bias, gemm_batched, int_codes, max_abs
 from kernels.plan import AccumulatorStats, ReductionPlan
 from kernels.threads import threads_for
 
@@ -92,21 +93,17 @@ class LoweredConv:
         return np.ascontiguousarray(t.reshape(self.batch, groups * og, oh, ow))
 
 
-def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> LoweredConv:
-    """Validate shapes and build the im2col GEMM operands in the `k_order` reduction order.
-
-    x and w are integer codes or float values alike; cols get x's dtype (widened to hold
-    an integer pad_value).
-    """
-    n_b, n_c, h, wd = x.shape
-    n_o, cg, kh, kw = w.shape
+def conv_out_hw(x_shape, w_shape, stride, pads, dilation, groups, k_order) -> tuple[int, int]:
+    """Validate a convolution's shapes and arguments and return its output size (OH, OW)."""
+    n_b, n_c, h, wd = x_shape
+    n_o, cg, kh, kw = w_shape
     if groups < 1 or n_c % groups or n_o % groups:
         raise RsimError(
             f"groups: {groups} must divide the input channels ({n_c}) and output channels ({n_o})"
         )
     if cg != n_c // groups:
         raise RsimError(
-            f"w: shape {w.shape} needs {n_c // groups} input channels per group "
+            f"w: shape {tuple(w_shape)} needs {n_c // groups} input channels per group "
             f"(x has {n_c} channels, groups={groups})"
         )
     if k_order not in K_ORDERS:
@@ -119,6 +116,19 @@ def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> Lowe
             f"x: input {h}x{wd} with padding {pads} is smaller than the dilated kernel "
             f"{kh}x{kw} (dilation {dilation})"
         )
+    return oh, ow
+
+
+def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> LoweredConv:
+    """Validate shapes and build the im2col GEMM operands in the `k_order` reduction order.
+
+    x and w are integer codes or float values alike; cols get x's dtype (widened to hold
+    an integer pad_value).
+    """
+    n_b, n_c, h, wd = x.shape
+    n_o, cg, kh, kw = w.shape
+    oh, ow = conv_out_hw(x.shape, w.shape, stride, pads, dilation, groups, k_order)
+    top, left = pads[:2]
     og = n_o // groups
     if x.dtype.kind == "f":
         dtype = x.dtype
@@ -136,12 +146,44 @@ def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> Lowe
 
 def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, bias):
     """Validated conv2d core: returns out (N, O, OH, OW) and its stats."""
+    conv_out_hw(x.shape, w.shape, stride, pads, dilation, groups, k_order)
+    fast = _float32_conv(x, w, stride, pads, dilation, groups, pad_value, plan, bias)
+    if fast is not None:
+        return fast
     low = lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order)
     bias_g = None if bias is None else bias.reshape(groups, -1)
     out, acc_ev, psum_ev, n_risk = gemm_batched(low.cols, low.weights, plan, bias_g)
     return low.to_nchw(out), AccumulatorStats(
         low.to_nchw(acc_ev), low.to_nchw(psum_ev), 1, n_risk
     )
+
+
+def _float32_conv(x, w, stride, pads, dilation, groups, pad_value, plan, bias):
+    """The convolution by float32 BLAS when that is provably exact and event-free, else None.
+
+    With K taps per output, K·max|x|·max|w| bounds every partial sum of every output in any
+    order. When that plus max|bias| stays inside the registers (`plan.safe_limit`), no
+    overflow event can happen, so every output is its exact Σ x·w + bias whatever the plan;
+    when it is <= 2^24 as well, every product and partial sum is an integer float32 holds
+    exactly, so BLAS's result is that exact sum. The counters are all zero (a read-only view).
+    """
+    n_taps = w.shape[1] * w.shape[2] * w.shape[3]
+    x_max = max(max_abs(x), abs(pad_value))
+    bound = n_taps * x_max * max_abs(w)
+    bias_max = 0 if bias is None else max_abs(bias)
+    if bound > FLOAT32_EXACT or bound + bias_max > plan.safe_limit:
+        return None
+    y = conv2d_float(x.astype(np.float32), w.astype(np.float32), stride, pads, dilation, groups,
+                     float(pad_value))  # fmt: skip
+    if bias is not None and bound + bias_max <= FLOAT32_EXACT:
+        y += bias.astype(np.float32).reshape(1, -1, 1, 1)  # integers <= 2^24: exact in float32
+        out = y.astype(np.int64)
+    else:
+        out = y.astype(np.int64)
+        if bias is not None:
+            out += bias.reshape(1, -1, 1, 1)
+    no_events = np.broadcast_to(np.zeros((), np.int64), out.shape)
+    return out, AccumulatorStats(no_events, no_events, 1, 0)
 
 
 def conv2d(

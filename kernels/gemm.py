@@ -5,7 +5,9 @@
 How the engine stays exact and fast:
 1. If no partial sum of any output can leave the registers' range (static bound
    K·max|a|·max|b| + max|bias| <= the smallest register's max), no overflow event can happen,
-   the plan's order does not matter and every output is the exact Σ a·b (+ bias).
+   the plan's order does not matter and every output is the exact Σ a·b (+ bias); when that
+   bound is also <= 2^24, one float32 BLAS GEMM gives it with no further pass (`_float32_gemm`;
+   `kernels.conv` does the same for convolutions without lowering them to integer im2col).
 2. Otherwise a bound of each output's Σ|a·b| decides: first min(Σ|a_m|·max|b_n|, max|a_m|·Σ|b_n|)
    (no GEMM; it isolates hot rows and columns), then, when that leaves many outputs in doubt,
    one extra float32 GEMM on |a|, |b|, lifted by its worst-case rounding error (all
@@ -31,7 +33,7 @@ from kernels.threads import threads_for
 
 _MAX_PRODUCT = 1 << 62
 _INT64_LIMIT = 1 << 63
-_FLOAT32_EXACT = 1 << 24
+FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
 _REFINE_FRACTION = 16  # with > 1/16 of the outputs possibly at risk, refine by the GEMM bound
@@ -163,7 +165,7 @@ def _blocked_matmul(a: np.ndarray, b: np.ndarray, max_product: int) -> np.ndarra
     float32 (twice as fast) is used when its blocks are not too small.
     """
     n_k = a.shape[1]
-    block32 = _FLOAT32_EXACT // max(max_product, 1)
+    block32 = FLOAT32_EXACT // max(max_product, 1)
     if block32 >= min(n_k, _MIN_FLOAT32_BLOCK):
         dtype, block = np.float32, block32
     else:
@@ -188,11 +190,11 @@ def exact_sums(a: np.ndarray, b: np.ndarray, af: np.ndarray, row_bounds: np.ndar
     in (every partial sum is a sum of a subset of the terms); other rows `_blocked_matmul`.
     """
     n_g, n_m, _ = a.shape
-    if n_g == 1 and (row_bounds is None or row_bounds.max(initial=0.0) <= _FLOAT32_EXACT):
+    if n_g == 1 and (row_bounds is None or row_bounds.max(initial=0.0) <= FLOAT32_EXACT):
         return (af[0] @ b[0].astype(np.float32)).astype(np.int64)[None]
     out = np.empty((n_g, n_m, b.shape[2]), np.int64)
     for g in range(n_g):
-        single = np.ones(n_m, bool) if row_bounds is None else row_bounds[g] <= _FLOAT32_EXACT
+        single = np.ones(n_m, bool) if row_bounds is None else row_bounds[g] <= FLOAT32_EXACT
         if single.all():
             out[g] = (af[g] @ b[g].astype(np.float32)).astype(np.int64)
             continue
@@ -202,6 +204,23 @@ def exact_sums(a: np.ndarray, b: np.ndarray, af: np.ndarray, row_bounds: np.ndar
         rows = np.flatnonzero(~single)
         out[g][rows] = _blocked_matmul(a[g][rows], b[g], max_product)
     return out
+
+
+def _float32_gemm(a, b, b_max, plan, bias):
+    """gemm_batched by one float32 BLAS GEMM per group when that is provably exact and
+    event-free, else None: K·max|a|·max|b| bounds every partial sum in any order; with max|bias|
+    inside the registers no event can happen (the plan's order does not matter), and within
+    2^24 every product and partial sum is an integer float32 holds exactly. The counters are
+    all zero (read-only views)."""
+    bound = a.shape[2] * max_abs(a) * b_max
+    bias_max = 0 if bias is None else max_abs(bias)
+    if bound > FLOAT32_EXACT or bound + bias_max > plan.safe_limit:
+        return None
+    out = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.int64)
+    if bias is not None:
+        out += bias[:, None, :]
+    no_events = np.broadcast_to(np.zeros((), np.int64), out.shape)
+    return out, no_events, no_events, 0
 
 
 def gemm_batched(
@@ -215,10 +234,13 @@ def gemm_batched(
     n_g, n_m, n_k = a.shape
     n_n = b.shape[2]
     shape = (n_g, n_m, n_n)
+    b_max = max_abs(b)
+    fast = _float32_gemm(a, b, b_max, plan, bias)
+    if fast is not None:
+        return fast
     acc_events = np.zeros(shape, np.int64)
     psum_events = np.zeros(shape, np.int64)
     af, a_sums, a_maxes, a_max = prepare_rows(a)
-    b_max = max_abs(b)
     max_product = a_max * b_max
     if max_product > _MAX_PRODUCT:
         raise RsimError(
@@ -231,7 +253,7 @@ def gemm_batched(
     if n_k * max_product + (0 if bias is None else max_abs(bias)) <= limit:
         at_risk = None  # no partial sum can leave the registers
         row_bounds = None
-        if n_k * max_product > _FLOAT32_EXACT:
+        if n_k * max_product > FLOAT32_EXACT:
             row_bounds = a_sums * float(b_max) * _rounding_margin(n_k, 2.0**-53)
     else:
         bias_abs = 0.0 if bias is None else np.abs(bias.astype(np.float64))[:, None, :]
@@ -242,6 +264,8 @@ def gemm_batched(
             bound = np.minimum(bound, abs_sum_bound(a, b, af))
             at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit
         row_bounds = bound.max(axis=2)
+    if not blas_ok:
+        at_risk = np.ones(shape, bool)  # no exact BLAS sum: every output runs sequentially
     n_risk = 0 if at_risk is None else int(np.count_nonzero(at_risk))
     if n_risk < n_g * n_m * n_n and blas_ok:
         out = exact_sums(a, b, af, row_bounds, max_product)

@@ -1,7 +1,8 @@
 """Requantization of accumulator values to an output integer format, three ways.
 
 - `requantize_shift`: out = overflow(round(acc / 2^shift)), any `formats.modes.Rounding`
-  (stochastic = floor(acc/2^shift + u) with u = rng.random(), the same draw `formats` uses).
+  (stochastic = floor(acc/2^shift + u) with u = rng.random(), the same draw `formats` uses);
+  `requantize_to_range` is its saturating output stage fused with the mask of saturated outputs.
 - `requantize_multiplier`: integer multiplier + shift (TFLite/gemmlowp). method="tflite" is
   TFLite's MultiplyByQuantizedMultiplier: SaturatingRoundingDoublingHighMul (round half away
   from zero) then RoundingDivideByPOT (round half away from zero), i.e. two roundings on int32;
@@ -88,6 +89,43 @@ def _shift_requant(acc, shift, rounding, u, lo, hi, bits, wrap, signed, out):
         else:
             v = x << -s
         out[i] = apply_overflow(v, lo, hi, bits, wrap, signed)
+
+
+@njit(cache=True)
+def _shift_saturate(acc, s, rounding, u, lo, hi, out, saturated):
+    """One pass of `requantize_to_range`. For s > 0 and a deterministic mode the rounding is
+    branch-free (it vectorizes): q = floor(x / 2^s) is incremented when the remainder r exceeds
+    a threshold t and a gate g1 is set, or equals t and a gate g2 is set:
+    floor: never; toward_zero: r > 0 for x < 0; nearest_up: r >= half; nearest_away: r > half,
+    or r = half for x >= 0; nearest_even: r > half, or r = half for odd q."""
+    if s <= 0 or rounding == STOCHASTIC:
+        stochastic = rounding == STOCHASTIC
+        for i in range(acc.size):
+            x = np.int64(acc[i])
+            v = round_shift(x, s, rounding, u[i] if stochastic else 0.0) if s >= 0 else x << -s
+            c = min(max(v, lo), hi)
+            out[i] = c
+            saturated[i] = c != v
+        return
+    mask = (np.int64(1) << s) - 1
+    nearest = rounding in (NEAREST_UP, NEAREST_AWAY, NEAREST_EVEN)
+    t = (np.int64(1) << (s - 1)) if nearest else np.int64(0)
+    g1_always = np.int64(nearest)
+    g1_negative = np.int64(rounding == TOWARD_ZERO)
+    g2_always = np.int64(rounding == NEAREST_UP)
+    g2_positive = np.int64(rounding == NEAREST_AWAY)
+    g2_odd = np.int64(rounding == NEAREST_EVEN)
+    for i in range(acc.size):
+        x = np.int64(acc[i])
+        q = x >> s
+        r = x & mask
+        negative = np.int64(x < 0)
+        g1 = g1_always | (g1_negative & negative)
+        g2 = g2_always | (g2_positive & (1 - negative)) | (g2_odd & q)
+        v = q + ((np.int64(r > t) & g1) | (np.int64(r == t) & g2))
+        c = min(max(v, lo), hi)
+        out[i] = c
+        saturated[i] = c != v
 
 
 @njit(cache=True)
@@ -201,6 +239,36 @@ def requantize_shift(
     _shift_requant(flat, shifts, mode.code, _uniforms(rng, mode, flat.size), lo, hi,
                    int(out_bits), over is Overflow.WRAP, bool(signed), out)  # fmt: skip
     return out.reshape(arr.shape)
+
+
+def requantize_to_range(
+    acc: np.ndarray,
+    shift: int,
+    lo: int,
+    hi: int,
+    *,
+    rounding: str | Rounding = "nearest_even",
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """round(acc / 2^shift) saturated into [lo, hi] (int64, acc's shape) and the mask of the
+    outputs that saturated: a requantizing output stage in one pass.
+
+    Equals `np.clip(requantize_shift(acc, shift, out_bits=64, ...), lo, hi)` with the same
+    stochastic draws; `shift` is one int in −62..62.
+    """
+    arr = _accumulator(acc)
+    mode = as_rounding(rounding)
+    shift = check_int(shift, "shift", -MAX_SHIFT, MAX_SHIFT)
+    if not -(1 << 63) <= lo <= hi < (1 << 63):
+        raise RsimError(f"lo, hi: need -2^63 <= lo <= hi < 2^63, got {lo}, {hi}")
+    flat = np.ascontiguousarray(arr).ravel()
+    if shift < 0 and np.any(np.abs(flat.astype(np.float64)) * 2.0**-shift >= 2.0**62):
+        raise RsimError("shift: a negative (left) shift takes an accumulator value beyond 62 bits")
+    out = np.empty(flat.size, np.int64)
+    saturated = np.empty(flat.size, np.bool_)
+    _shift_saturate(flat, shift, mode.code, _uniforms(rng, mode, flat.size), lo, hi, out,
+                    saturated)  # fmt: skip
+    return out.reshape(arr.shape), saturated.reshape(arr.shape)
 
 
 def quantize_multiplier(real_multiplier: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -38,7 +38,7 @@ from formats.pow2 import PowerOfTwo
 from hwconfigs.schema import Datapath
 from kernels.elementwise import add_aligned
 from kernels.pool import avg_pool2d, max_pool2d
-from kernels.requant import requantize_shift
+from kernels.requant import requantize_shift, requantize_to_range
 from rsim.network import Layer
 from rsim.schedule.plan import AccumulationPlan
 
@@ -233,10 +233,9 @@ class LayerQuant:
         if not isinstance(fmt, FixedPoint):
             values = acc * 2.0 ** -acc_fl
             return quantize(values, fmt, self.datapath.requant_rounding.value, rng)
-        rounded = requantize_shift(acc, acc_fl - fmt.fl, out_bits=64,
-                                   rounding=self.datapath.requant_rounding, rng=rng)
-        codes = np.clip(rounded, fmt.min_code, fmt.max_code)
-        return QTensor(codes, fmt), codes != rounded
+        codes, clipped = requantize_to_range(acc, acc_fl - fmt.fl, fmt.min_code, fmt.max_code,
+                                             rounding=self.datapath.requant_rounding, rng=rng)
+        return QTensor(codes, fmt), clipped
 
     # -- other integer layers -----------------------------------------------------------------
 

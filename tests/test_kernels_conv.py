@@ -70,6 +70,35 @@ def test_conv2d_equals_the_direct_reference_with_groups_depthwise_and_k_order(ca
     assert np.array_equal(stats.acc_saturations_per_channel, acc_ev.sum(axis=(0, 2, 3)))
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases(), st.sampled_from([None, 4]))
+def test_event_free_convs_take_float32_blas_and_equal_the_direct_reference(case, k_chunk):
+    # codes of <= 9 bits, <= 18 taps and a 32-bit register: no partial sum can reach 2^24,
+    # the float32 fast path applies whatever the geometry
+    x, w, geo, _, bias = case
+    plan = {"acc_bits": 32, "acc_overflow": "saturate", "k_chunk": k_chunk}
+    out, stats = kernels.conv2d(x, w, stride=geo["stride"], padding=geo["pads"],
+                                dilation=geo["dilation"], groups=geo["groups"],
+                                pad_value=geo["pad_value"], k_order=geo["k_order"], bias=bias,
+                                **plan)  # fmt: skip
+    ref, _, _ = conv2d_reference(x, w, bias=bias, **geo, **plan)
+    assert out.dtype == np.int64 and np.array_equal(out, ref)
+    assert stats.acc_saturations == stats.psum_saturations == stats.outputs_at_risk == 0
+
+
+@pytest.mark.parametrize("channels", [63, 64, 65])
+def test_float32_conv_stays_exact_across_the_2_to_24_partial_sum_limit(channels):
+    # 4x4 taps of (-128)·(-128) = 2^14: K·2^14 reaches 2^24 at 64 channels; beyond it the
+    # float32 path must not be taken (a lone +127 tap makes the exact sum odd)
+    x = np.full((1, channels, 4, 4), -128, np.int8)
+    w = np.full((2, channels, 4, 4), -128, np.int8)
+    x[0, 0, 0, 0] = 127
+    w[1, 0, 0, 0] = 1
+    out, stats = kernels.conv2d(x, w, acc_bits=40, bias=np.array([1, -3]))
+    want = np.einsum("nchw,ochw->no", x.astype(np.int64), w.astype(np.int64)) + [1, -3]
+    assert np.array_equal(out[:, :, 0, 0], want) and stats.acc_saturations == 0
+
+
 @st.composite
 def transposed_cases(draw):
     groups = draw(st.integers(1, 2))

@@ -245,3 +245,26 @@ def test_power_of_two_weights_through_gemm_equal_the_exact_rational_dot_product(
 def test_bad_requant_and_pool_arguments_name_the_argument(call, name):
     with pytest.raises(RsimError, match=rf"^{name}\b"):
         call()
+
+
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+def test_requantize_to_range_is_the_exact_rounding_saturated_with_its_mask(rounding):
+    rng = np.random.default_rng(3)
+    acc = _accumulators(rng, 1500, bits=40)
+    for shift, lo, hi in ((6, -128, 127), (1, -(2**20), 2**20 - 1), (0, -100, 90), (40, -3, 3),
+                          (-4, -(2**40), 2**40), (62, -1, 0)):  # fmt: skip
+        codes, saturated = kernels.requantize_to_range(acc, shift, lo, hi, rounding=rounding)
+        exact = [_round_fraction(Fraction(int(x), 2**shift) if shift >= 0 else Fraction(int(x) << -shift),
+                                 rounding) for x in acc]  # fmt: skip
+        assert codes.tolist() == [min(max(v, lo), hi) for v in exact], shift
+        assert saturated.tolist() == [not lo <= v <= hi for v in exact], shift
+
+
+def test_stochastic_requantize_to_range_draws_like_requantize_shift():
+    acc = _accumulators(np.random.default_rng(4), 3000, bits=30)
+    codes, saturated = kernels.requantize_to_range(acc, 9, -500, 500, rounding="stochastic",
+                                                   rng=np.random.default_rng(7))  # fmt: skip
+    rounded = kernels.requantize_shift(acc, 9, out_bits=64, rounding="stochastic",
+                                       rng=np.random.default_rng(7))  # fmt: skip
+    assert np.array_equal(codes, np.clip(rounded, -500, 500))
+    assert np.array_equal(saturated, np.abs(rounded) > 500) and saturated.any()

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.fconv import conv2d_float
 from rsim.ops.registry import OpSpec, register
-from rsim.ops.windows import im2col, pad_nchw, tap, window_out_size
+from rsim.ops.windows import window_out_size
 
 
 def conv_out_hw(in_shape, attrs) -> tuple[int, int]:
@@ -40,78 +41,12 @@ def _conv_macs(shapes, out, attrs, params):
 
 
 def _conv_forward(arrays, attrs, params):
-    """Per group, GEMMs over the whole batch (see `_gemm_im2col`, `_gemm_row_shifted`);
-    depthwise convs take a multiply-add per kernel tap instead."""
+    """`kernels.fconv.conv2d_float` (BLAS GEMMs over the whole batch), plus the bias."""
     (x,) = arrays
-    w = params["weight"]
-    groups = attrs["groups"]
-    out_ch, in_per_group, kh, kw = w.shape
-    out_hw = conv_out_hw(x.shape, attrs)
-    xp = pad_nchw(x, attrs["pads"])
-    if in_per_group == 1 and groups > 1:
-        y = _depthwise(xp, w, attrs, out_hw, groups)
-    else:
-        row_shifted = attrs["strides"][0] == 1 and kh > 1 and in_per_group * kw >= 16
-        gemm = _gemm_row_shifted if row_shifted else _gemm_im2col
-        per_group = out_ch // groups
-        y = np.empty((x.shape[0], out_ch) + out_hw, dtype=x.dtype)
-        for g in range(groups):
-            y[:, g * per_group : (g + 1) * per_group] = gemm(
-                xp[:, g * in_per_group : (g + 1) * in_per_group],
-                w[g * per_group : (g + 1) * per_group],
-                attrs,
-                out_hw,
-            )
+    y = conv2d_float(x, params["weight"], attrs["strides"], attrs["pads"], attrs["dilations"],
+                     attrs["groups"])  # fmt: skip
     if "bias" in params:
         y += params["bias"].reshape(1, -1, 1, 1)
-    return y
-
-
-def _gemm_im2col(xp, w, attrs, out_hw):
-    """weight (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM for the batch."""
-    n = xp.shape[0]
-    out_ch, in_ch, kh, kw = w.shape
-    ho, wo = out_hw
-    if (kh, kw) == (1, 1) and attrs["strides"] == (1, 1):
-        cols = xp.transpose(1, 0, 2, 3).reshape(in_ch, n * ho * wo)
-    else:
-        cols = im2col(xp, (kh, kw), attrs["strides"], attrs["dilations"], out_hw)
-        cols = cols.reshape(in_ch * kh * kw, n * ho * wo)
-    y = np.matmul(w.reshape(out_ch, -1), cols)
-    return y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
-
-
-def _gemm_row_shifted(xp, w, attrs, out_hw):
-    """For vertical stride 1: gather only the kw horizontal taps, in (C, kw, H, N, Wo) order, so
-    the patches of kernel row i are a strided view of it (rows i*dh .. i*dh+Ho); kh GEMMs of
-    depth C*kw then accumulate. kw/(kh*kw) of im2col's copying, same arithmetic."""
-    n, in_ch, hp, _ = xp.shape
-    out_ch, _, kh, kw = w.shape
-    ho, wo = out_hw
-    sw, (dh, dw) = attrs["strides"][1], attrs["dilations"]
-    rows = np.empty((in_ch, kw, hp, n, wo), dtype=xp.dtype)
-    by_row = xp.transpose(1, 2, 0, 3)
-    for j in range(kw):
-        rows[:, j] = by_row[:, :, :, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
-    y = None
-    for i in range(kh):
-        w_row = np.ascontiguousarray(w[:, :, i, :]).reshape(out_ch, in_ch * kw)
-        part = np.matmul(w_row, rows[:, :, i * dh : i * dh + ho].reshape(in_ch * kw, ho * n * wo))
-        y = part if y is None else np.add(y, part, out=y)
-    return y.reshape(out_ch, ho, n, wo).transpose(2, 0, 1, 3)
-
-
-def _depthwise(xp, w, attrs, out_hw, groups):
-    """Each output channel sees one input channel: a multiply-add per kernel tap beats a GEMM."""
-    out_ch, _, kh, kw = w.shape
-    mult = out_ch // groups
-    src = np.repeat(xp, mult, axis=1) if mult > 1 else xp
-    y = np.zeros((xp.shape[0], out_ch) + tuple(out_hw), dtype=xp.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            y += tap(src, i, j, attrs["strides"], attrs["dilations"], out_hw) * w[
-                :, 0, i, j
-            ].reshape(1, -1, 1, 1)
     return y
 
 

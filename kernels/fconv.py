@@ -1,0 +1,141 @@
+"""2-D convolution in floating point by BLAS (im2col / row-shifted GEMMs, batched, grouped).
+
+Shared by the float reference path (`rsim.ops.conv`) and the exact fast path of the integer
+convolution (`kernels.conv`): on integer codes whose every partial sum is an integer of
+magnitude <= 2^24, a float32 convolution is exact whatever order BLAS adds the products in.
+Pads are (top, left, bottom, right), strides and dilations (vertical, horizontal), all on NCHW
+arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pad_nchw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+    """x padded on its two spatial axes with `value` (returns x itself when no padding)."""
+    top, left, bottom, right = pads
+    if not (top or left or bottom or right):
+        return x
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out[:, :, top : top + h, left : left + w] = x
+    return out
+
+
+def tap(
+    xp: np.ndarray,
+    i: int,
+    j: int,
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """The strided view of padded input `xp` that kernel tap (i, j) sees for every output pixel."""
+    (sh, sw), (dh, dw), (ho, wo) = strides, dilations, out_hw
+    return xp[
+        :, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw
+    ]
+
+
+def im2col(
+    xp: np.ndarray,
+    kernel: tuple[int, int],
+    strides: tuple[int, int],
+    dilations: tuple[int, int],
+    out_hw: tuple[int, int],
+) -> np.ndarray:
+    """Patches of padded input `xp` (N, C, H, W) as a (C, kh, kw, N, Ho, Wo) array: reshaped to
+    (C*kh*kw, N*Ho*Wo) it is the right operand of one large GEMM for the whole batch (one strided
+    copy per kernel tap)."""
+    n, c = xp.shape[:2]
+    kh, kw = kernel
+    cols = np.empty((c, kh, kw, n) + tuple(out_hw), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = tap(xp, i, j, strides, dilations, out_hw).transpose(1, 0, 2, 3)
+    return cols
+
+
+def conv2d_float(
+    x: np.ndarray,
+    w: np.ndarray,
+    strides: tuple[int, int],
+    pads: tuple[int, int, int, int],
+    dilations: tuple[int, int],
+    groups: int,
+    pad_value: float = 0.0,
+) -> np.ndarray:
+    """Convolution of NCHW x with OIHW w (no bias) in x's float dtype, (N, O, OH, OW).
+
+    Per group, GEMMs over the whole batch (see `_gemm_im2col`, `_gemm_row_shifted`); depthwise
+    convs take a multiply-add per kernel tap instead. Every output is a sum of its products
+    (no fast-convolution transform), so integer-valued data within the float type's exact
+    range gives the exact result.
+    """
+    out_ch, in_per_group, kh, kw = w.shape
+    (sh, sw), (dh, dw) = strides, dilations
+    xp = pad_nchw(x, pads, pad_value)
+    out_hw = ((xp.shape[2] - dh * (kh - 1) - 1) // sh + 1,
+              (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1)  # fmt: skip
+    if in_per_group == 1 and groups > 1:
+        return _depthwise(xp, w, strides, dilations, out_hw, groups)
+    row_shifted = sh == 1 and kh > 1 and in_per_group * kw >= 16
+    gemm = _gemm_row_shifted if row_shifted else _gemm_im2col
+    per_group = out_ch // groups
+    y = np.empty((x.shape[0], out_ch) + out_hw, dtype=x.dtype)
+    for g in range(groups):
+        y[:, g * per_group : (g + 1) * per_group] = gemm(
+            xp[:, g * in_per_group : (g + 1) * in_per_group],
+            w[g * per_group : (g + 1) * per_group],
+            strides,
+            dilations,
+            out_hw,
+        )
+    return y
+
+
+def _gemm_im2col(xp, w, strides, dilations, out_hw):
+    """weight (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM for the batch."""
+    n = xp.shape[0]
+    out_ch, in_ch, kh, kw = w.shape
+    ho, wo = out_hw
+    if (kh, kw) == (1, 1) and strides == (1, 1):
+        cols = xp.transpose(1, 0, 2, 3).reshape(in_ch, n * ho * wo)
+    else:
+        cols = im2col(xp, (kh, kw), strides, dilations, out_hw)
+        cols = cols.reshape(in_ch * kh * kw, n * ho * wo)
+    y = np.matmul(w.reshape(out_ch, -1), cols)
+    return y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
+
+
+def _gemm_row_shifted(xp, w, strides, dilations, out_hw):
+    """For vertical stride 1: gather only the kw horizontal taps, in (C, kw, H, N, Wo) order, so
+    the patches of kernel row i are a strided view of it (rows i*dh .. i*dh+Ho); kh GEMMs of
+    depth C*kw then accumulate. kw/(kh*kw) of im2col's copying, same arithmetic."""
+    n, in_ch, hp, _ = xp.shape
+    out_ch, _, kh, kw = w.shape
+    ho, wo = out_hw
+    sw, (dh, dw) = strides[1], dilations
+    rows = np.empty((in_ch, kw, hp, n, wo), dtype=xp.dtype)
+    by_row = xp.transpose(1, 2, 0, 3)
+    for j in range(kw):
+        rows[:, j] = by_row[:, :, :, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+    y = None
+    for i in range(kh):
+        w_row = np.ascontiguousarray(w[:, :, i, :]).reshape(out_ch, in_ch * kw)
+        part = np.matmul(w_row, rows[:, :, i * dh : i * dh + ho].reshape(in_ch * kw, ho * n * wo))
+        y = part if y is None else np.add(y, part, out=y)
+    return y.reshape(out_ch, ho, n, wo).transpose(2, 0, 1, 3)
+
+
+def _depthwise(xp, w, strides, dilations, out_hw, groups):
+    """Each output channel sees one input channel: a multiply-add per kernel tap beats a GEMM."""
+    out_ch, _, kh, kw = w.shape
+    mult = out_ch // groups
+    src = np.repeat(xp, mult, axis=1) if mult > 1 else xp
+    y = np.zeros((xp.shape[0], out_ch) + tuple(out_hw), dtype=xp.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            y += tap(src, i, j, strides, dilations, out_hw) * w[:, 0, i, j].reshape(1, -1, 1, 1)
+    return y
