@@ -76,7 +76,7 @@ def test_scalesim_config_becomes_an_int8_accelerator_with_its_array_and_srams():
     assert (accel.array.rows, accel.array.cols, accel.array.dataflow) == (16, 8, "is")
     assert (accel.memory.ifmap_sram_kib, accel.memory.filter_sram_kib,
             accel.memory.ofmap_sram_kib) == (64, 64, 32)
-    assert str(accel.datapath.weights) == str(accel.datapath.activations) == "int8"
+    assert accel.datapath.weights.bits == accel.datapath.activations.bits == 8  # 1-byte words
 
 
 def test_goldens_cover_every_dataflow_square_and_non_square_arrays_and_topology_kinds():
