@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+_GATHER_BYTES = 1 << 21  # the batch runs in chunks whose gathered patches stay cache-sized
+
 
 def pad_nchw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
     """x padded on its two spatial axes with `value` (returns x itself when no padding)."""
@@ -68,7 +70,7 @@ def conv2d_float(
 ) -> np.ndarray:
     """Convolution of NCHW x with OIHW w (no bias) in x's float dtype, (N, O, OH, OW).
 
-    Per group, GEMMs over the whole batch (see `_gemm_im2col`, `_gemm_row_shifted`); depthwise
+    Per group, GEMMs over chunks of the batch (see `_gemm_im2col`, `_gemm_row_shifted`); depthwise
     convs take a multiply-add per kernel tap instead. Every output is a sum of its products
     (no fast-convolution transform), so integer-valued data within the float type's exact
     range gives the exact result.
@@ -82,16 +84,21 @@ def conv2d_float(
         return _depthwise(xp, w, strides, dilations, out_hw, groups)
     row_shifted = sh == 1 and kh > 1 and in_per_group * kw >= 16
     gemm = _gemm_row_shifted if row_shifted else _gemm_im2col
+    # gather buffer bytes per sample: (C, kw, Hp, Wo) rows or (C, kh, kw, Ho, Wo) patches
+    taps = kw * xp.shape[2] if row_shifted else kh * kw * out_hw[0]
+    per_sample = in_per_group * taps * out_hw[1] * x.dtype.itemsize
+    chunk = max(1, _GATHER_BYTES // max(per_sample, 1))
     per_group = out_ch // groups
     y = np.empty((x.shape[0], out_ch) + out_hw, dtype=x.dtype)
     for g in range(groups):
-        y[:, g * per_group : (g + 1) * per_group] = gemm(
-            xp[:, g * in_per_group : (g + 1) * in_per_group],
-            w[g * per_group : (g + 1) * per_group],
-            strides,
-            dilations,
-            out_hw,
-        )
+        for first in range(0, x.shape[0], chunk):
+            y[first : first + chunk, g * per_group : (g + 1) * per_group] = gemm(
+                xp[first : first + chunk, g * in_per_group : (g + 1) * in_per_group],
+                w[g * per_group : (g + 1) * per_group],
+                strides,
+                dilations,
+                out_hw,
+            )
     return y
 
 

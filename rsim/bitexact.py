@@ -77,7 +77,7 @@ def quantize(x: np.ndarray, fmt: Format, rounding: str,
     """Float values into `fmt` (saturating), with the mask of values that clipped."""
     x = np.asarray(x, dtype=np.float64)
     if isinstance(fmt, FixedPoint):
-        codes = fmt.encode(x, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64)
+        codes = fmt.encode(x, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64, copy=False)
         clipped = (x > fmt.max) | (x < fmt.min)
         return QTensor(codes, fmt), clipped
     values = fmt.quantize(x, rounding=rounding, overflow="saturate", rng=rng)

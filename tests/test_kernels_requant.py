@@ -166,6 +166,17 @@ def test_pooling_windows_and_average_rounding_match_the_exact_definition(ceil_mo
             assert avg[idx] == _round_fraction(Fraction(sum(inside), count), rounding)
 
 
+@pytest.mark.parametrize("kernel, stride, ceil_mode", [((2, 2), (2, 2), False), ((3, 3), (3, 3), False),
+                                                      ((3, 2), (1, 2), False), ((3, 3), (2, 3), True)])
+@pytest.mark.parametrize("dtype", [np.int8, np.int64])
+def test_unpadded_max_pool_is_the_window_maximum(kernel, stride, ceil_mode, dtype):
+    x = np.random.default_rng(5).integers(-128, 128, (2, 3, 8, 9)).astype(dtype)
+    mx = kernels.max_pool2d(x, kernel, stride=stride, ceil_mode=ceil_mode)
+    assert mx.dtype == np.int64
+    for idx, inside, _, shape in _window_reference(x, kernel, stride, (0, 0, 0, 0), ceil_mode):
+        assert mx.shape[2:] == shape and mx[idx] == max(inside)
+
+
 def test_average_pool_window_counts_agree_with_onnxruntime():
     ort = pytest.importorskip("onnxruntime")
     from onnx import TensorProto, helper
