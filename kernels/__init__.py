@@ -2,7 +2,7 @@
 requantization, pooling and element-wise ops on codes."""
 
 from kernels.conv import conv2d, conv_transpose2d
-from kernels.elementwise import add_aligned, clip, relu, relu6
+from kernels.elementwise import add_aligned, clip, fixed_values, relu, relu6
 from kernels.gemm import gemm
 from kernels.minifloat import (
                              minifloat_conv2d,
@@ -29,6 +29,7 @@ __all__ = [
     "clip",
     "conv2d",
     "conv_transpose2d",
+    "fixed_values",
     "gemm",
     "max_pool2d",
     "minifloat_conv2d",

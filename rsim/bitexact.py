@@ -36,7 +36,7 @@ from formats import FixedPoint, Format, Minifloat
 from formats.errors import RsimError
 from formats.pow2 import PowerOfTwo
 from hwconfigs.schema import Datapath
-from kernels.elementwise import add_aligned
+from kernels.elementwise import add_aligned, fixed_values
 from kernels.pool import avg_pool2d, max_pool2d
 from kernels.requant import requantize_shift, requantize_to_range
 from rsim.network import Layer
@@ -58,7 +58,7 @@ class QTensor:
     def values(self) -> np.ndarray:
         """The real values the tensor stands for (float64)."""
         if isinstance(self.fmt, FixedPoint):
-            return self.data * 2.0 ** -self.fmt.fl
+            return fixed_values(self.data, self.fmt.fl)
         return self.data
 
 

@@ -216,6 +216,18 @@ def test_add_aligned_is_the_exact_sum_rounded_once_to_the_output_grid():
             assert z == max(min(_round_fraction(exact * 2**4, rounding), 127), -128)
 
 
+@pytest.mark.parametrize("fl", [-7, 0, 4, 60, 512])
+def test_fixed_values_are_the_exact_rationals_of_the_codes(fl):
+    codes = np.concatenate([np.random.default_rng(fl % 7).integers(-(2**40), 2**40, 500),
+                            [0, 1, -1, 2**53 - 1, -(2**53)]]).reshape(5, 101)  # fmt: skip
+    got = kernels.fixed_values(codes.astype(np.int64), fl)
+    assert got.dtype == np.float64 and got.shape == codes.shape
+    assert all(Fraction(float(v)) == Fraction(int(c), 1) / Fraction(2) ** fl
+               for v, c in zip(got.ravel(), codes.ravel()))  # fmt: skip
+    assert np.array_equal(kernels.fixed_values(codes[:, :3].astype(np.int16) % 100, 2),
+                          (codes[:, :3].astype(np.int16) % 100) / 4.0)  # fmt: skip
+
+
 def test_relu_family_clamps_codes_around_the_zero_point():
     x = np.array([-128, -3, 0, 5, 100, 127])
     assert kernels.relu(x, zero_point=-3).tolist() == [-3, -3, 0, 5, 100, 127]
