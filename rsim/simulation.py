@@ -76,6 +76,7 @@ class LayerResult:
             name=self.name, op=self.op, formats=self.formats, schedule=figures,
             isolated=isolated, propagated=self.propagated.as_dict(),
             acc_saturations=self.acc_saturations, psum_saturations=self.psum_saturations,
+            bias_saturations=self.bias_saturations,
             acc_saturations_per_channel=self.acc_saturations_per_channel,
             psum_saturations_per_channel=self.psum_saturations_per_channel,
             float_emulated=self.float_emulated)

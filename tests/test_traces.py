@@ -88,6 +88,7 @@ records = st.builds(
     propagated=st.dictionaries(keys, figures, max_size=3),
     acc_saturations=st.integers(0, 2**62),
     psum_saturations=st.integers(0, 2**62),
+    bias_saturations=st.integers(0, 2**62),
     acc_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
     psum_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
     float_emulated=st.booleans(),

@@ -99,7 +99,8 @@ def _read_layer(group: h5py.Group, where: str) -> LayerRecord:
     attrs = _attrs(group)
     fields: dict[str, Any] = {
         key: attrs[key]
-        for key in ("name", "op", "float_emulated", "acc_saturations", "psum_saturations")
+        for key in ("name", "op", "float_emulated", "acc_saturations", "psum_saturations",
+                    "bias_saturations")
         if key in attrs
     }
     for section in ("formats", "schedule", "isolated", "propagated"):

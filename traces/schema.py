@@ -80,6 +80,7 @@ class LayerRecord(pydantic.BaseModel):
     propagated: dict[Key, float] = {}
     acc_saturations: int = 0
     psum_saturations: int = 0
+    bias_saturations: int = 0
     acc_saturations_per_channel: list[int] | None = None
     psum_saturations_per_channel: list[int] | None = None
     float_emulated: bool = False

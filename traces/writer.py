@@ -131,6 +131,7 @@ class TraceWriter:
         group.attrs["float_emulated"] = record.float_emulated
         group.attrs["acc_saturations"] = np.int64(record.acc_saturations)
         group.attrs["psum_saturations"] = np.int64(record.psum_saturations)
+        group.attrs["bias_saturations"] = np.int64(record.bias_saturations)
         for section in ("formats", "schedule", "isolated", "propagated"):
             subgroup = group.create_group(section, track_order=True)
             for key, value in getattr(record, section).items():
