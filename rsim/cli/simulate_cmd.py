@@ -119,7 +119,8 @@ def print_result(result, console: Console) -> None:
             _db(layer.propagated.sqnr_db),
             "-" if layer.propagated.max_abs_error is None else f"{layer.propagated.max_abs_error:.3g}",
             _pct(layer.propagated.clipped_share),
-            f"{_count(layer.acc_saturations)}/{_count(layer.psum_saturations)}",
+            f"{_count(layer.acc_saturations)}/{_count(layer.psum_saturations)}"
+            + (f" (bias {layer.bias_saturations})" if layer.bias_saturations else ""),
             f"{schedule.cycles:,}" if schedule else "",
             f"{100 * schedule.utilization:.1f}" if schedule else "")
     console.print(table)
