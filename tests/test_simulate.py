@@ -69,25 +69,34 @@ def test_wide_formats_reproduce_the_float_path(default_network):
         assert layer.acc_saturations == layer.psum_saturations == 0
 
 
-def test_a_narrow_accumulator_lowers_sqnr_exactly_where_it_saturates(default_network, int8_result,
-                                                                      tmp_path):
-    narrow = simulate(default_network, hw=int_config(acc_bits=12, psum_bits=12),
-                      inputs=default_data_path(), trace=tmp_path / "narrow.h5")
+def _assert_sqnr_drops_exactly_where_it_saturates(network, inputs, tmp_path, limit=None):
+    wide = simulate(network, hw=int_config(), inputs=inputs, limit=limit)
+    narrow = simulate(network, hw=int_config(acc_bits=12, psum_bits=12), inputs=inputs,
+                      limit=limit, trace=tmp_path / "narrow.h5")
     saturating, untouched = [], []
     for name, layer in narrow.layers.items():
-        wide = int8_result.layers[name]
         events = (layer.isolated_acc_saturations + layer.isolated_psum_saturations
                   + layer.bias_saturations)
         if events:
             saturating.append(name)
-            assert layer.isolated.sqnr_db < wide.isolated.sqnr_db - 1.0, name
+            assert layer.isolated.sqnr_db < wide.layers[name].isolated.sqnr_db - 1.0, name
         else:
             untouched.append(name)
-            assert layer.isolated == wide.isolated, name
+            assert layer.isolated == wide.layers[name].isolated, name
     assert saturating and untouched
     records = {record.name: record for record in traces.load(tmp_path / "narrow.h5").layers}
     assert any(records[name].acc_saturations + records[name].psum_saturations > 0
                for name in saturating)
+
+
+def test_a_narrow_accumulator_lowers_sqnr_exactly_where_it_saturates(default_network, tmp_path):
+    _assert_sqnr_drops_exactly_where_it_saturates(default_network, default_data_path(), tmp_path)
+
+
+@pytest.mark.skipif(not (MNIST8.exists() and DIGITS.exists()), reason="../shared/real not present")
+def test_mnist8_with_a_12_bit_accumulator_drops_sqnr_exactly_where_it_saturates(tmp_path):
+    digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
+    _assert_sqnr_drops_exactly_where_it_saturates(load(MNIST8), digits, tmp_path, limit=500)
 
 
 def test_propagated_error_is_never_smaller_than_isolated(default_network):
