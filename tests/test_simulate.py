@@ -60,13 +60,23 @@ def test_int8_simulation_of_the_default_model_agrees_with_float(int8_result):
         assert layer.isolated.count == layer.propagated.count > 0
 
 
-def test_wide_formats_reproduce_the_float_path(default_network):
+def _assert_wide_formats_reproduce_the_float_path(network, inputs, limit=None):
     wide = int_config(bits=24, acc_bits=64, psum_bits=64)
-    result = simulate(default_network, hw=wide, inputs=default_data_path())
+    result = simulate(network, hw=wide, inputs=inputs, limit=limit)
     assert result.agreement == 1.0
     for name, layer in result.layers.items():
         assert layer.propagated.rel_l2 <= 1e-4, name
         assert layer.acc_saturations == layer.psum_saturations == 0
+
+
+def test_wide_formats_reproduce_the_float_path(default_network):
+    _assert_wide_formats_reproduce_the_float_path(default_network, default_data_path())
+
+
+@pytest.mark.skipif(not (MNIST8.exists() and DIGITS.exists()), reason="../shared/real not present")
+def test_mnist8_in_wide_formats_reproduces_the_float_path():
+    digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
+    _assert_wide_formats_reproduce_the_float_path(load(MNIST8), digits, limit=500)
 
 
 def _assert_sqnr_drops_exactly_where_it_saturates(network, inputs, tmp_path, limit=None):
