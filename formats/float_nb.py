@@ -16,14 +16,17 @@ import math
 import numpy as np
 from numba import njit
 
-from formats.rounding_nb import (FLOOR, STOCHASTIC, TOWARD_ZERO, by_rounding, exponent_of,
-                                 floor_of_sum, pow2, round_to_integer)
+from formats.rounding_nb import (FLOOR, NEAREST_EVEN, STOCHASTIC, TOWARD_ZERO, _bits_float64,
+                                 _float64_bits, by_rounding, exponent_of, floor_of_sum, pow2,
+                                 round_to_integer)
 
 OVERFLOW_SATURATE = 0  # clamp to +-max (formats without inf/NaN, or overflow="saturate")
 OVERFLOW_INF = 1  # IEEE: +-inf
 OVERFLOW_NAN = 2  # fn / fnuz: NaN
 
 _TINY = 5e-324
+_MAGNITUDE_MASK = 0x7FFF_FFFF_FFFF_FFFF
+_BLOCK = 256  # values rounded by the vectorised shortcut before checking they all fit
 
 
 @njit(cache=True, inline="always")
@@ -39,6 +42,48 @@ def _overflowed(x: float, max_value: float, overflow_rule: int, rounding: int) -
     if overflow_rule == OVERFLOW_INF:
         return math.copysign(np.inf, x)
     return np.nan
+
+
+@njit(cache=True, inline="always")
+def nearest_even_shortcut_applies(man_bits: int, min_exp: int) -> bool:
+    """Whether `round_nearest_even_in_range` works for the format at all: it keeps at least one
+    mantissa bit (with none, "even" is about the integer significand 1 or 2, not the exponent's
+    last bit), drops at least one, and its constant 2^(min_exp - man_bits + 52) is a float64."""
+    return 0 < man_bits < 52 and min_exp - man_bits + 52 <= 1023
+
+
+@njit(cache=True, inline="always")
+def nearest_even_limit(man_bits: int, max_value: float) -> int:
+    """The largest float64 magnitude, as bits with the sign cleared, that rounds to nearest-even
+    without exceeding max_value: max_value plus half a unit in its last place, minus one bit
+    pattern when the tie there would round up (max_value's last mantissa bit is odd).
+    Bigger magnitudes, infinities and NaNs (as bits) overflow."""
+    top = _float64_bits(max_value)
+    shift = 52 - man_bits
+    return top + ((np.int64(1) << shift) >> 1) - ((top >> shift) & 1)
+
+
+@njit(cache=True, inline="always")
+def round_nearest_even_in_range(x: float, man_bits: int, min_exp: int, signed_zero: bool) -> float:
+    """round_float(x, ..., NEAREST_EVEN) without branches, so that loops over it vectorise.
+
+    Valid when `nearest_even_shortcut_applies`, the magnitude bits of x are at most
+    `nearest_even_limit` and x is 0, >= 2^min_exp in magnitude or the format has subnormals.
+    From 2^min_exp up, rounding keeps man_bits of float64's 52 mantissa bits: add half a unit
+    minus one plus the lowest kept bit (ties to even), then clear the dropped bits; a carry
+    moves into the exponent as it should. Below 2^min_exp the step is fixed, 2^q with
+    q = min_exp - man_bits: |x| + 2^(q+52) lies in [2^(q+52), 2^(q+53)), where float64's own
+    nearest-even addition rounds to multiples of 2^q, and subtracting 2^(q+52) is exact.
+    """
+    magnitude = _float64_bits(x) & _MAGNITUDE_MASK
+    shift = 52 - man_bits
+    unit = np.int64(1) << shift
+    rounded = (magnitude + ((unit >> 1) - 1) + ((magnitude >> shift) & 1)) & -unit
+    tiny_shift = pow2(min_exp - man_bits + 52)
+    tiny = (abs(x) + tiny_shift) - tiny_shift
+    below_normal = magnitude < (np.int64(min_exp + 1023) << 52)
+    value = math.copysign(tiny if below_normal else _bits_float64(rounded), x)
+    return value if signed_zero else value + 0.0  # fnuz: -0 + 0 = +0
 
 
 @njit(cache=True, inline="always")
@@ -63,7 +108,13 @@ def round_float(
     OVERFLOW_INF | OVERFLOW_NAN; signed_zero = False for fnuz (no -0); rounding =
     `Rounding.code`; u = uniform [0, 1) draw for stochastic rounding (ignored otherwise).
     NaN in gives NaN out (formats without NaN reject it in the Python wrapper).
+    Nearest-even takes the branch-free `round_nearest_even_in_range` wherever it applies.
     """
+    if rounding == NEAREST_EVEN and nearest_even_shortcut_applies(man_bits, min_exp):
+        magnitude = _float64_bits(x) & _MAGNITUDE_MASK
+        if magnitude <= nearest_even_limit(man_bits, max_value) and (
+                subnormals or magnitude == 0 or magnitude >= _float64_bits(pow2(min_exp))):
+            return round_nearest_even_in_range(x, man_bits, min_exp, signed_zero)
     a = abs(x)
     e = exponent_of(a)  # a in [2^e, 2^(e+1)); -1023 for 0 and float64 subnormals; 1024 inf/NaN
     if e > max_exp:
@@ -112,14 +163,31 @@ def float_bits(v: float, negative: bool, man_bits: int, bias: int, min_exp: int,
 
 @njit(cache=True, inline="always")
 def _values_loop(rounding, x, u, out, params):
+    """out[i] = round_float(x[i], ...) block by block; nearest-even into a format with
+    subnormals first rounds a block with the branch-free `round_nearest_even_in_range` (a loop
+    that vectorises) and redoes it element by element only if a magnitude there is beyond
+    `nearest_even_limit` (overflow, inf or NaN). Returns the number of NaN inputs."""
     man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero = params
+    shortcut = (rounding == NEAREST_EVEN and subnormals
+                and nearest_even_shortcut_applies(man_bits, min_exp))
+    limit = nearest_even_limit(man_bits, max_value)
     nan_count = 0
-    for i in range(x.size):
-        xi = np.float64(x[i])
-        nan_count += np.int64(xi != xi)
-        ui = u[i] if rounding == STOCHASTIC else 0.0
-        out[i] = round_float(xi, man_bits, min_exp, max_exp, max_value, subnormals,
-                             overflow_rule, signed_zero, rounding, ui)
+    for start in range(0, x.size, _BLOCK):
+        stop = min(start + _BLOCK, x.size)
+        if shortcut:
+            peak = 0  # the largest magnitude as float64 bits (an integer max, so it vectorises)
+            for i in range(start, stop):
+                xi = np.float64(x[i])
+                peak = max(peak, _float64_bits(xi) & _MAGNITUDE_MASK)
+                out[i] = round_nearest_even_in_range(xi, man_bits, min_exp, signed_zero)
+            if peak <= limit:
+                continue
+        for i in range(start, stop):
+            xi = np.float64(x[i])
+            nan_count += np.int64(xi != xi)
+            ui = u[i] if rounding == STOCHASTIC else 0.0
+            out[i] = round_float(xi, man_bits, min_exp, max_exp, max_value, subnormals,
+                                 overflow_rule, signed_zero, rounding, ui)
     return nan_count
 
 

@@ -25,10 +25,11 @@ import numpy as np
 from numba import njit, prange
 
 from formats.errors import RsimError
-from formats.float_nb import round_float
+from formats.float_nb import (_MAGNITUDE_MASK, nearest_even_limit, nearest_even_shortcut_applies,
+                              round_float, round_nearest_even_in_range)
 from formats.minifloat import Minifloat
 from formats.modes import Rounding, as_rounding
-from formats.rounding_nb import NEAREST_EVEN, two_sum
+from formats.rounding_nb import NEAREST_EVEN, _float64_bits, two_sum
 from kernels.conv import _pads, _pair, as_direct_conv, lower_conv
 from kernels.plan import BIAS_MODES
 from kernels.threads import threads_for
@@ -70,22 +71,45 @@ def _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_par
             acc[n] = rounded_sum(acc[n], p, acc_params, rounding, acc_inexact)
 
 
+@njit(cache=True, inline="always")
+def _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, sums, acc_params):
+    """`_accumulate_chunk` for the common case (exact products and float64 sums, nearest-even,
+    an accumulator with subnormals). Each k step rounds the whole row with the branch-free
+    `round_nearest_even_in_range` (a loop that vectorises), keeping the float64 sums in `sums`,
+    and rounds them again with the general `round_float` only when one is beyond
+    `nearest_even_limit` (overflow, inf or NaN)."""
+    man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero = acc_params
+    limit = nearest_even_limit(man_bits, max_value)
+    for k in range(k0, k1):
+        av = a[g, m, k]
+        peak = 0  # the largest magnitude as float64 bits (an integer max, so it vectorises)
+        for n in range(acc.shape[0]):
+            s = acc[n] + av * b[g, k, n]
+            sums[n] = s
+            peak = max(peak, _float64_bits(s) & _MAGNITUDE_MASK)
+            acc[n] = round_nearest_even_in_range(s, man_bits, min_exp, signed_zero)
+        if peak > limit:
+            for n in range(acc.shape[0]):
+                acc[n] = _round_float(sums[n], man_bits, min_exp, max_exp, max_value, subnormals,
+                                      overflow_rule, signed_zero, NEAREST_EVEN, 0.0)  # fmt: skip
+
+
 @njit(cache=True)
 def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
-                  acc_params, acc_inexact, has_psum, psum_params, psum_inexact, rounding, out):  # fmt: skip
+                  acc_params, acc_inexact, row_shortcut, has_psum, psum_params, psum_inexact,
+                  rounding, out):  # fmt: skip
     """One output row (g, m, :) of the minifloat plan."""
     n_k = a.shape[2]
     n_n = b.shape[2]
     acc = np.zeros(n_n)
+    sums = np.zeros(n_n)
     psum = np.zeros(n_n)
     for k0 in range(0, n_k, k_chunk):
         for n in range(n_n):
             acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
         k1 = min(k0 + k_chunk, n_k)
-        if rounding == NEAREST_EVEN and not acc_inexact and not has_product:
-            # the common case (exact products, exact float64 sums), with its flags as constants
-            _accumulate_chunk(a, b, g, m, k0, k1, acc, False, prod_params, acc_params, False,
-                              NEAREST_EVEN)  # fmt: skip
+        if row_shortcut:
+            _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, sums, acc_params)
         else:
             _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_params,
                               acc_inexact, rounding)  # fmt: skip
@@ -101,12 +125,13 @@ def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_produc
 
 @njit(cache=True, parallel=True)
 def _minifloat_rows(a, b, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
-                    acc_params, acc_inexact, has_psum, psum_params, psum_inexact, rounding, out):  # fmt: skip
+                    acc_params, acc_inexact, row_shortcut, has_psum, psum_params, psum_inexact,
+                    rounding, out):  # fmt: skip
     n_g, n_m, _ = a.shape
     for r in prange(n_g * n_m):
         minifloat_row(a, b, r // n_m, r % n_m, bias, bias_post, bias_preload, k_chunk, has_product,
-                      prod_params, acc_params, acc_inexact, has_psum, psum_params, psum_inexact,
-                      rounding, out)  # fmt: skip
+                      prod_params, acc_params, acc_inexact, row_shortcut, has_psum, psum_params,
+                      psum_inexact, rounding, out)  # fmt: skip
 
 
 def _quantum_exp(fmt: Minifloat) -> int:
@@ -169,6 +194,10 @@ class MinifloatPlan:
             p_quantum = _quantum_exp(a_format) + _quantum_exp(b_format)
             p_max = _max_exp(a_format) + _max_exp(b_format)
         self.acc_inexact = _sum_may_be_inexact(self.acc, p_quantum, p_max)
+        # exact products and float64 sums rounded to nearest-even: the vectorised row loop
+        self.row_shortcut = (self.rounding is Rounding.NEAREST_EVEN and not self.acc_inexact
+                             and self.product is None and self.acc.subnormals
+                             and nearest_even_shortcut_applies.py_func(self.acc.man_bits, self.acc.min_exp))
         self.psum_inexact = self.psum is not None
         for fmt, what in ((self.acc, "acc_format"), (self.psum, "psum_format")):
             if fmt is not None and fmt.man_bits > _ROUND_TO_ODD_MAX_MAN_BITS:
@@ -192,7 +221,7 @@ class MinifloatPlan:
                 bias is not None and self.bias_mode == "preload",
                 n_k if self.k_chunk is None else int(self.k_chunk),
                 self.product is not None, product.nb_params(), self.acc.nb_params(), self.acc_inexact,
-                self.psum is not None, psum.nb_params(), self.psum_inexact, self.rounding.code, out,
+                self.row_shortcut, self.psum is not None, psum.nb_params(), self.psum_inexact, self.rounding.code, out,
             )  # fmt: skip
         return out
 
