@@ -6,10 +6,17 @@ a run over 5000 samples against one over 500 (target: within 1.3x; no tensor tra
 The simulation is warmed up first (Numba compiles once per install, cached on disk), then timed
 as a user runs it: float reference path, bit-accurate propagated and isolated paths, metrics.
 Peak memory is tracemalloc's peak of the simulate call, which numpy reports its buffers to.
+
+Runs twice, each in a fresh process (BLAS thread counts are fixed when numpy loads): with one
+thread for both (OPENBLAS_NUM_THREADS=1, NUMBA_NUM_THREADS=1, onnxruntime intra_op_num_threads=1:
+the fair comparison on a shared machine), and with every library's default thread pool. The
+simulation is timed three times; the best run counts and the range is printed.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -45,33 +52,39 @@ def int8_accelerator():
     return hwconfigs.from_dict(data, default_name="int8-dfp-acc32")
 
 
-def main() -> None:
-    if not (MNIST8.exists() and DIGITS.exists()):
-        print(f"skipping: {MNIST8} or {DIGITS} not found")
-        return
+def run(threads: int, memory: bool) -> None:
     digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
     x = np.concatenate([batch for batch, _ in digits.iter_batches(len(digits))])
     network, hw = load(MNIST8), int8_accelerator()
     simulate(network, hw=hw, inputs=x[:BATCH], batch_size=BATCH)  # JIT warm-up
 
-    start = time.perf_counter()
-    result = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH)
-    t_sim = time.perf_counter() - start
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        result = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH)
+        times.append(time.perf_counter() - start)
+    t_sim = min(times)
 
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
     session = ort.InferenceSession(batch_free(onnx.load(str(MNIST8))).SerializeToString(),
-                                   providers=["CPUExecutionProvider"])
+                                   options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     session.run(None, {name: x[:BATCH]})
-    start = time.perf_counter()
-    for first in range(0, len(x), BATCH):
-        session.run(None, {name: x[first:first + BATCH]})
-    t_ort = time.perf_counter() - start
+    ort_times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        for first in range(0, len(x), BATCH):
+            session.run(None, {name: x[first:first + BATCH]})
+        ort_times.append(time.perf_counter() - start)
+    t_ort = min(ort_times)
 
-    print(f"mnist-8, {result.samples} digits, batch {BATCH}: rsim simulate {t_sim:.2f} s, "
-          f"onnxruntime float {t_ort:.3f} s, ratio {t_sim / t_ort:.1f}x "
-          f"(agreement {100 * result.agreement:.2f} %, accuracy float "
+    print(f"mnist-8, {result.samples} digits, batch {BATCH}: rsim simulate {t_sim:.2f} s "
+          f"(runs {min(times):.2f}..{max(times):.2f} s), onnxruntime float {t_ort:.3f} s, "
+          f"ratio {t_sim / t_ort:.1f}x (agreement {100 * result.agreement:.2f} %, accuracy float "
           f"{100 * result.accuracy_float:.2f} % / simulated {100 * result.accuracy_sim:.2f} %)")
-
+    if not memory:
+        return
     peaks = {}
     for samples in (500, 5000):
         tracemalloc.start()
@@ -80,6 +93,19 @@ def main() -> None:
         tracemalloc.stop()
     print(f"peak traced memory: {peaks[500] / 2**20:.1f} MiB for 500 samples, "
           f"{peaks[5000] / 2**20:.1f} MiB for 5000, ratio {peaks[5000] / peaks[500]:.2f}")
+
+
+def main() -> None:
+    if not (MNIST8.exists() and DIGITS.exists()):
+        print(f"skipping: {MNIST8} or {DIGITS} not found")
+        return
+    if len(sys.argv) > 1:
+        run(int(sys.argv[1]), memory=sys.argv[1] == "1")
+        return
+    one = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    for label, threads, env in (("one thread each", "1", one), ("default thread pools", "0", {})):
+        print(f"--- {label}", flush=True)
+        subprocess.run([sys.executable, __file__, threads], env=dict(os.environ, **env), check=True)
 
 
 if __name__ == "__main__":
