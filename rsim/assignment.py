@@ -69,7 +69,7 @@ def assign(network: Network, hw: Accelerator, qspec: QSpec,
         if layer.op in MAC_OPS and not quant.float_emulated and _has_weights(layer):
             _quantize_constants(quant)
         if layer.op == "clip" and isinstance(out_fmt, FixedPoint):
-            quant._clip_codes = clip_codes(layer.attrs, out_fmt)
+            quant.clip_bounds = clip_codes(layer.attrs, out_fmt)
         fmts[layer.outputs[0]] = out_fmt
         quants.append(quant)
     return fmts, quants

@@ -27,7 +27,7 @@ cannot hold saturates there, as a saturating bias loader would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,10 +75,14 @@ class Outcome:
 def quantize(x: np.ndarray, fmt: Format, rounding: str,
              rng: np.random.Generator | None) -> tuple[QTensor, np.ndarray]:
     """Float values into `fmt` (saturating), with the mask of values that clipped."""
-    x = np.asarray(x, dtype=np.float64)
+    given = np.asarray(x)
+    x = np.asarray(given, dtype=np.float64)
     if isinstance(fmt, FixedPoint):
         codes = fmt.encode(x, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64, copy=False)
-        clipped = (x > fmt.max) | (x < fmt.min)
+        lo, hi = fmt.min, fmt.max
+        if given.dtype == np.float32 and np.float32(lo) == lo and np.float32(hi) == hi:
+            x = given  # float32 compares exactly with bounds float32 holds: half the bytes
+        clipped = (x > hi) | (x < lo)
         return QTensor(codes, fmt), clipped
     values = fmt.quantize(x, rounding=rounding, overflow="saturate", rng=rng)
     return QTensor(np.asarray(values, dtype=np.float64), fmt), np.abs(x) > fmt.max
@@ -104,7 +108,7 @@ class LayerQuant:
     bias: np.ndarray | None = None  # at the accumulator's scale (integer) or float64 values
     bias_saturations: int = 0  # bias values that saturated when loaded into their register
     float_emulated: bool = False
-    _clip_codes: tuple[int, int] | None = field(default=None, repr=False)
+    clip_bounds: tuple[int, int] | None = None  # code bounds of a clip layer
 
     @property
     def integer(self) -> bool:
@@ -149,7 +153,7 @@ class LayerQuant:
         if op == "relu":
             return Outcome(QTensor(np.maximum(x.data, 0), x.fmt))
         if op == "clip":
-            lo, hi = self._clip_codes
+            lo, hi = self.clip_bounds
             return Outcome(QTensor(np.clip(x.data, lo, hi), x.fmt))
         if op == "maxpool":
             return Outcome(QTensor(self._pool(x, max_pool2d), x.fmt))
