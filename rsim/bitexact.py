@@ -11,8 +11,9 @@ reduction plan) and `run` computes the layer:
   datapath's rounding, saturating; minifloat datapaths use the minifloat kernels instead;
 - relu / clip / maxpool / flatten / reshape / transpose / squeeze / unsqueeze / zero pad: on codes,
   the output keeps the input's format (nothing to round);
-- avgpool / global_avgpool: exact window sums divided by the tap count, rounded with the
-  datapath's rounding, in the input's format;
+- avgpool / global_avgpool: exact window sums (scaled up exactly to a finer output grid) divided
+  by the tap count with one rounding, then saturated to the output format (an output grid coarser
+  than the input's adds a second rounding shift);
 - add / sub of two activations and concat: operands aligned exactly, then one requantization to
   the output format;
 - everything else (sigmoid, softmax, hard_swish, mul, div, unfolded batchnorm, lrn, ...) has no
@@ -158,7 +159,7 @@ class LayerQuant:
         if op == "maxpool":
             return Outcome(QTensor(self._pool(x, max_pool2d), x.fmt))
         if op in ("avgpool", "global_avgpool"):
-            return Outcome(QTensor(self._avgpool(x, rounding, rng), x.fmt))
+            return self._avgpool(x, rounding, rng)
         if op in ("add", "sub"):
             return self._add(inputs, rounding, rng)
         if op == "concat":
@@ -248,12 +249,20 @@ class LayerQuant:
         return pool(x.data, attrs["kernel"], stride=attrs["strides"], padding=attrs["pads"],
                     dilation=attrs["dilations"], ceil_mode=attrs["ceil_mode"], **extra)
 
-    def _avgpool(self, x: QTensor, rounding: str, rng) -> np.ndarray:
+    def _avgpool(self, x: QTensor, rounding: str, rng) -> Outcome:
+        fmt = self.out_fmt
+        finer = fmt.fl - x.fmt.fl
+        codes = QTensor(x.data << max(finer, 0), x.fmt)
         if self.layer.op == "global_avgpool":
             h, w = x.data.shape[2:]
-            return avg_pool2d(x.data, (h, w), rounding=rounding, rng=rng)
-        return self._pool(x, avg_pool2d, count_include_pad=self.layer.attrs["count_include_pad"],
-                          rounding=rounding, rng=rng)
+            mean = avg_pool2d(codes.data, (h, w), rounding=rounding, rng=rng)
+        else:
+            mean = self._pool(codes, avg_pool2d, rounding=rounding, rng=rng,
+                              count_include_pad=self.layer.attrs["count_include_pad"])
+        if finer < 0:
+            mean = requantize_shift(mean, -finer, out_bits=64, rounding=rounding, rng=rng)
+        out = np.clip(mean, fmt.min_code, fmt.max_code)
+        return Outcome(QTensor(out, fmt), out != mean)
 
     def _add(self, inputs: list[QTensor], rounding: str, rng) -> Outcome:
         a, b = inputs
