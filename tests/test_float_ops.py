@@ -380,3 +380,17 @@ def test_float64_path_matches_direct_convolution_to_double_precision(
     )
     assert got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_a_batch_spanning_several_cache_sized_chunks_matches_direct_convolution(tmp_path, groups):
+    # 300 samples of 6x9x10 in float64 gather more than the 2 MiB chunk budget: the batch
+    # runs in several chunks (row-shifted GEMMs for groups=1, im2col for groups=2)
+    w, b = _w(6, 6 // groups, 3, 3), _w(6)
+    node = N("Conv", ["x", "w", "b"], ["y"], group=groups, pads=[1, 1, 1, 1])
+    path = tmp_path / "conv.onnx"
+    onnx.save(_model([node], ("N", 6, 9, 10), {"w": w, "b": b}, 13), path)
+    x = RNG.normal(size=(300, 6, 9, 10))
+    got = rsim.load(path).run_float(x, dtype=np.float64)["y"]
+    want = _direct_conv_float64(x, w.astype(np.float64), b.astype(np.float64), 1, (1, 1, 1, 1), 1, groups)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
