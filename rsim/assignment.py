@@ -2,7 +2,7 @@
 the accelerator's datapath, the qspec overrides and the calibration ranges.
 
 Tensor formats: a graph input takes the activation format; a layer that only moves, selects or
-clamps codes (relu, clip, maxpool, avg pooling, layout ops, zero padding) keeps its input's
+clamps codes (relu, clip, maxpool, layout ops, zero padding) keeps its input's
 format; any other layer's output takes its datapath's activation format, whose fractional
 length, when dynamic, comes from the calibration range of that output tensor.
 """
@@ -24,7 +24,7 @@ from rsim.network import Layer, Network
 from rsim.qspec import QSpec
 from rsim.schedule.plan import AccumulationPlan
 
-FORMAT_KEEPING_OPS = CODE_LAYOUT_OPS + ("relu", "clip", "maxpool", "avgpool", "global_avgpool")
+FORMAT_KEEPING_OPS = CODE_LAYOUT_OPS + ("relu", "clip", "maxpool")
 
 
 def keeps_format(layer: Layer) -> bool:
