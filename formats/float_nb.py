@@ -26,6 +26,8 @@ OVERFLOW_NAN = 2  # fn / fnuz: NaN
 
 _TINY = 5e-324
 _MAGNITUDE_MASK = 0x7FFF_FFFF_FFFF_FFFF
+_EXPONENT_MASK = 0x7FF0_0000_0000_0000
+_SIGN_BIT = -0x8000_0000_0000_0000
 _BLOCK = 256  # values rounded by the vectorised shortcut before checking they all fit
 
 
@@ -45,11 +47,12 @@ def _overflowed(x: float, max_value: float, overflow_rule: int, rounding: int) -
 
 
 @njit(cache=True, inline="always")
-def nearest_even_shortcut_applies(man_bits: int, min_exp: int) -> bool:
+def nearest_even_shortcut_applies(man_bits: int, max_exp: int) -> bool:
     """Whether `round_nearest_even_in_range` works for the format at all: it keeps at least one
     mantissa bit (with none, "even" is about the integer significand 1 or 2, not the exponent's
-    last bit), drops at least one, and its constant 2^(min_exp - man_bits + 52) is a float64."""
-    return 0 < man_bits < 52 and min_exp - man_bits + 52 <= 1023
+    last bit) and drops at least two, and its largest constant 2^(max_exp - man_bits + 52) is a
+    float64."""
+    return 0 < man_bits < 51 and max_exp - man_bits + 52 <= 1023
 
 
 @njit(cache=True, inline="always")
@@ -69,20 +72,17 @@ def round_nearest_even_in_range(x: float, man_bits: int, min_exp: int, signed_ze
 
     Valid when `nearest_even_shortcut_applies`, the magnitude bits of x are at most
     `nearest_even_limit` and x is 0, >= 2^min_exp in magnitude or the format has subnormals.
-    From 2^min_exp up, rounding keeps man_bits of float64's 52 mantissa bits: add half a unit
-    minus one plus the lowest kept bit (ties to even), then clear the dropped bits; a carry
-    moves into the exponent as it should. Below 2^min_exp the step is fixed, 2^q with
-    q = min_exp - man_bits: |x| + 2^(q+52) lies in [2^(q+52), 2^(q+53)), where float64's own
-    nearest-even addition rounds to multiples of 2^q, and subtracting 2^(q+52) is exact.
+    The classic add-and-subtract rounding: with |x| in binade 2^E (E at least min_exp, whose
+    step also holds below it), c = 2^(E + 52 - man_bits) puts |x| + c in [c, 2c), where float64
+    steps are 2^(E - man_bits), the format's step there; so float64's own nearest-even addition
+    rounds |x| correctly (c is a multiple of 2 steps, so "even" agrees), and subtracting c is
+    exact. The sign goes back on last: a zero keeps the sign of x, as in round_float.
     """
-    magnitude = _float64_bits(x) & _MAGNITUDE_MASK
-    shift = 52 - man_bits
-    unit = np.int64(1) << shift
-    rounded = (magnitude + ((unit >> 1) - 1) + ((magnitude >> shift) & 1)) & -unit
-    tiny_shift = pow2(min_exp - man_bits + 52)
-    tiny = (abs(x) + tiny_shift) - tiny_shift
-    below_normal = magnitude < (np.int64(min_exp + 1023) << 52)
-    value = math.copysign(tiny if below_normal else _bits_float64(rounded), x)
+    magnitude = abs(x)
+    binade = max(_float64_bits(magnitude) & _EXPONENT_MASK, np.int64(min_exp + 1023) << 52)
+    c = _bits_float64(binade + (np.int64(52 - man_bits) << 52))
+    rounded = (magnitude + c) - c
+    value = _bits_float64(_float64_bits(rounded) | (_float64_bits(x) & _SIGN_BIT))
     return value if signed_zero else value + 0.0  # fnuz: -0 + 0 = +0
 
 
@@ -110,7 +110,7 @@ def round_float(
     NaN in gives NaN out (formats without NaN reject it in the Python wrapper).
     Nearest-even takes the branch-free `round_nearest_even_in_range` wherever it applies.
     """
-    if rounding == NEAREST_EVEN and nearest_even_shortcut_applies(man_bits, min_exp):
+    if rounding == NEAREST_EVEN and nearest_even_shortcut_applies(man_bits, max_exp):
         magnitude = _float64_bits(x) & _MAGNITUDE_MASK
         if magnitude <= nearest_even_limit(man_bits, max_value) and (
                 subnormals or magnitude == 0 or magnitude >= _float64_bits(pow2(min_exp))):
@@ -169,7 +169,7 @@ def _values_loop(rounding, x, u, out, params):
     `nearest_even_limit` (overflow, inf or NaN). Returns the number of NaN inputs."""
     man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero = params
     shortcut = (rounding == NEAREST_EVEN and subnormals
-                and nearest_even_shortcut_applies(man_bits, min_exp))
+                and nearest_even_shortcut_applies(man_bits, max_exp))
     limit = nearest_even_limit(man_bits, max_value)
     nan_count = 0
     for start in range(0, x.size, _BLOCK):
