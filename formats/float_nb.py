@@ -48,10 +48,9 @@ def _overflowed(x: float, max_value: float, overflow_rule: int, rounding: int) -
 
 @njit(cache=True, inline="always")
 def nearest_even_shortcut_applies(man_bits: int, max_exp: int) -> bool:
-    """Whether `round_nearest_even_in_range` works for the format at all: it keeps at least one
-    mantissa bit (with none, "even" is about the integer significand 1 or 2, not the exponent's
-    last bit) and drops at least two, and its largest constant 2^(max_exp - man_bits + 52) is a
-    float64."""
+    """Whether the shortcut works for the format at all: it keeps at least one mantissa bit
+    (`nearest_even_limit` reads the tie rule at max from max's last mantissa bit), drops at
+    least two of float64's, and its largest constant 2^(max_exp - man_bits + 52) is a float64."""
     return 0 < man_bits < 51 and max_exp - man_bits + 52 <= 1023
 
 

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 import kernels
-from formats import Minifloat, parse
+import kernels.minifloat
+from formats import Minifloat, Rounding, parse
 from formats.errors import RsimError
+from formats.float_nb import round_float
 
 FP16, FP32, BF16, E4M3 = parse("fp16"), parse("fp32"), parse("bf16"), Minifloat(4, 3)
 
@@ -178,3 +180,103 @@ def test_minifloat_conv_transpose2d_rounds_in_the_documented_tap_order():
                             if 0 <= iy < 3 and 0 <= ix < 4:
                                 acc = _f16(acc + x[0, 2 * g + c, iy, ix] * w[2 * g + c, o_in, i, j])
                 assert out[0, o, y, xo] == acc
+
+
+# -- the nearest-even shortcut (formats.float_nb.round_nearest_even_in_range) -------------------
+
+SHORTCUT_FORMATS = ["fp16", "bf16", "fp8_e4m3fn", "fp8_e5m2fnuz", "fp8_e5m2", "float<3,1>",
+                    "float<5,4,bias=3>", "float<4,3,subnormals=false>", "float<4,3,special=none>", "float<4,0,special=none>"]
+
+
+def _nearest_grid_value(fmt: Minifloat, x: np.ndarray) -> np.ndarray:
+    """Round to nearest, ties to the even significand, by search in the format's value set
+    (decoded from every code, so it shares nothing with round_float). Beyond max the next
+    candidate is max plus one step; landing there (or beyond) is overflow: inf for IEEE, NaN for
+    fn/fnuz, max for formats without specials."""
+    codes = np.arange(1 << (fmt.exp_bits + fmt.man_bits))
+    grid = np.unique(fmt.decode(codes))
+    grid = grid[np.isfinite(grid)]
+    top = grid[-1]
+    step_at_top = math.ldexp(1.0, math.frexp(top)[1] - 1 - fmt.man_bits)
+    candidates = np.append(grid, top + step_at_top)
+    a = np.abs(x)
+    i = np.clip(np.searchsorted(candidates, a, side="right") - 1, 0, len(candidates) - 2)
+    lo, hi = candidates[i], candidates[i + 1]
+    binade = np.maximum(np.frexp(lo)[1] - 1, fmt.min_exp)
+    odd = (lo > 0) & (np.ldexp(lo, fmt.man_bits - binade).astype(np.int64) % 2 == 1)
+    d_lo, d_hi = a - lo, hi - a  # exact: lo >= hi / 2 except lo = 0, where only the order matters
+    rounded = np.where((d_hi < d_lo) | ((d_hi == d_lo) & odd), hi, lo)
+    overflow = (rounded > top) | (a > candidates[-1])
+    over_value = {"ieee": np.inf, "none": top}.get(fmt.special, np.nan)
+    magnitude = np.where(overflow, over_value, rounded)
+    value = np.copysign(magnitude, x)
+    value = np.where(np.isnan(x), np.nan, value)
+    return value + 0.0 if fmt.special == "fnuz" else value
+
+
+def _rounding_corners(fmt: Minifloat) -> np.ndarray:
+    """Every positive value of the format, the midpoints between neighbours (ties), one float64
+    step either side of both, the same past max (up to beyond the overflow threshold) and in the
+    subnormal range, zeros, infinities, NaN (if the format has one); with both signs."""
+    codes = np.arange(1 << (fmt.exp_bits + fmt.man_bits))
+    grid = np.unique(fmt.decode(codes))
+    grid = grid[np.isfinite(grid)]
+    top = grid[-1]
+    step_at_top = math.ldexp(1.0, math.frexp(top)[1] - 1 - fmt.man_bits)
+    points = np.concatenate([grid, [top + step_at_top, top + 2 * step_at_top, 4 * top]])
+    mids = (points[:-1] + points[1:]) / 2
+    base = np.concatenate([points, mids, [fmt.smallest_positive / 4, 5e-324, 1e-300]])
+    near = np.concatenate([base, np.nextafter(base, np.inf), np.nextafter(base, -np.inf)])
+    x = np.concatenate([near, [0.0, np.inf] + ([np.nan] if fmt.has_nan else [])])
+    return np.concatenate([x, -x])
+
+
+@pytest.mark.parametrize("name", SHORTCUT_FORMATS)
+def test_nearest_even_rounds_ties_subnormals_and_overflow_like_the_nearest_grid_value(name):
+    fmt = parse(name)
+    x = _rounding_corners(fmt)
+    expected = _nearest_grid_value(fmt, x)
+    signed = ~np.isnan(expected)  # zeros and infinities carry a sign; NaN's sign is not specified
+    quantized = fmt.quantize(x)  # the vectorised shortcut in blocks, falling back to round_float
+    assert np.array_equal(quantized, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(quantized[signed]), np.signbit(expected[signed]))
+    ordered = np.random.default_rng(7).permutation(x)  # the fallback meets other neighbours
+    assert np.array_equal(fmt.quantize(ordered), _nearest_grid_value(fmt, ordered), equal_nan=True)
+    scalar = np.array([round_float(v, *fmt.nb_params(), Rounding.NEAREST_EVEN.code, 0.0) for v in x])
+    assert np.array_equal(scalar, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(scalar[signed]), np.signbit(expected[signed]))
+
+
+def test_vectorised_accumulator_rows_overflow_to_inf_and_stay_there_like_float16():
+    # e4m3 products reach 240^2 = 57600 (fp16 max 65504): sums overflow to +-inf, and a later
+    # negative product cannot bring them back
+    rng = np.random.default_rng(8)
+    a = E4M3.quantize(rng.normal(size=(6, 40)) * 60)
+    b = E4M3.quantize(rng.normal(size=(40, 9)) * 60)
+    a[0, :3], b[:3, 0] = [240.0, 240.0, -240.0], [240.0, 240.0, 240.0]
+    plan = kernels.minifloat.MinifloatPlan(E4M3, E4M3, FP16, None, None, None, "post", "nearest_even")
+    assert plan.row_shortcut  # this plan takes the vectorised row loop
+    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=FP16)
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = _sequential(a, b, _f16)
+    assert np.isinf(ours[0, 0]) and np.isinf(ours).sum() > 1
+    assert np.array_equal(ours, ref, equal_nan=True)
+
+
+def test_vectorised_accumulator_rows_round_subnormal_sums_to_nearest_even():
+    # float<3,2> has steps of 1/16 below 1/4: small e4m3 products make sums that round there
+    acc = parse("float<3,2>")
+    rng = np.random.default_rng(9)
+    a = E4M3.quantize(rng.normal(size=(5, 30)) * 0.3)
+    b = E4M3.quantize(rng.normal(size=(30, 4)) * 0.3)
+    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=acc)
+    subnormal_steps = 0
+    for m in range(5):
+        for n in range(4):
+            total = Fraction(0)
+            for k in range(30):
+                exact = total + Fraction(float(a[m, k])) * Fraction(float(b[k, n]))
+                total = _round_rne(exact, acc.man_bits, acc.min_exp)
+                subnormal_steps += abs(exact) < Fraction(1, 4) and total != exact
+            assert Fraction(float(ours[m, n])) == total
+    assert subnormal_steps > 20  # the subnormal range really rounded
