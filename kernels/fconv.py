@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.threads import blas_threads_for
+
 _GATHER_BYTES = 1 << 21  # the batch runs in chunks whose gathered patches stay cache-sized
 
 
@@ -89,16 +91,19 @@ def conv2d_float(
     per_sample = in_per_group * taps * out_hw[1] * x.dtype.itemsize
     chunk = max(1, _GATHER_BYTES // max(per_sample, 1))
     per_group = out_ch // groups
+    depth = in_per_group * kw * (1 if row_shifted else kh)
+    macs_per_gemm = per_group * depth * min(chunk, x.shape[0]) * out_hw[0] * out_hw[1]
     y = np.empty((x.shape[0], out_ch) + out_hw, dtype=x.dtype)
-    for g in range(groups):
-        for first in range(0, x.shape[0], chunk):
-            y[first : first + chunk, g * per_group : (g + 1) * per_group] = gemm(
-                xp[first : first + chunk, g * in_per_group : (g + 1) * in_per_group],
-                w[g * per_group : (g + 1) * per_group],
-                strides,
-                dilations,
-                out_hw,
-            )
+    with blas_threads_for(macs_per_gemm):
+        for g in range(groups):
+            for first in range(0, x.shape[0], chunk):
+                y[first : first + chunk, g * per_group : (g + 1) * per_group] = gemm(
+                    xp[first : first + chunk, g * in_per_group : (g + 1) * in_per_group],
+                    w[g * per_group : (g + 1) * per_group],
+                    strides,
+                    dilations,
+                    out_hw,
+                )
     return y
 
 

@@ -29,7 +29,7 @@ from numba import njit
 from formats.errors import RsimError
 from kernels.accumulate import sequential_rows
 from kernels.plan import AccumulatorStats, ReductionPlan, _check_bits
-from kernels.threads import threads_for
+from kernels.threads import blas_threads_for, threads_for
 
 _MAX_PRODUCT = 1 << 62
 _INT64_LIMIT = 1 << 63
@@ -216,7 +216,8 @@ def _float32_gemm(a, b, b_max, plan, bias):
     bias_max = 0 if bias is None else max_abs(bias)
     if bound > FLOAT32_EXACT or bound + bias_max > plan.safe_limit:
         return None
-    out = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.int64)
+    with blas_threads_for(a.shape[1] * a.shape[2] * b.shape[2]):
+        out = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.int64)
     if bias is not None:
         out += bias[:, None, :]
     no_events = np.broadcast_to(np.zeros((), np.int64), out.shape)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.threads import blas_threads_for
 from rsim.ops.registry import OpSpec, register
 
 
@@ -28,7 +29,9 @@ def _gemm_macs(shapes, out, attrs, params):
 def _gemm_forward(arrays, attrs, params):
     x, w = arrays[0], params["weight"]
     # one 2-D BLAS call: numpy's stacked matmul is far slower than a single large GEMM
-    y = np.matmul(x.reshape(-1, w.shape[0]), w).reshape(x.shape[:-1] + (w.shape[1],))
+    rows = x.reshape(-1, w.shape[0])
+    with blas_threads_for(rows.shape[0] * w.size):
+        y = np.matmul(rows, w).reshape(x.shape[:-1] + (w.shape[1],))
     if "bias" in params:
         y += params["bias"]
     return y
@@ -69,7 +72,13 @@ def _matmul_macs(shapes, out, attrs, params):
 
 
 def _matmul_forward(arrays, attrs, params):
-    return np.matmul(*matmul_operands(arrays, attrs, params))
+    left, right = matmul_operands(arrays, attrs, params)
+    # a stacked matmul is one BLAS call per matrix pair: its threads pay off per pair
+    pair_macs = left.shape[-1] * (left.shape[-2] if left.ndim > 1 else 1) * (
+        right.shape[-1] if right.ndim > 1 else 1
+    )
+    with blas_threads_for(pair_macs):
+        return np.matmul(left, right)
 
 
 register(OpSpec("gemm", _gemm_forward, _gemm_shape, _gemm_macs))
