@@ -13,6 +13,10 @@ convolution of the zero-inserted input with the flipped kernel, so each output r
 Cg·kh·kw taps in the order input channel ascending, kernel row descending, kernel column
 descending; taps that fall between strided input positions or outside the input are zero
 products that keep their slot in the chunks.
+
+When no partial sum can leave the registers and every one stays within 2^24 (K·max|x|·max|w|,
+e.g. int8 codes with K < 1024 into a 32-bit accumulator), the order is irrelevant and the
+convolution runs as float32 BLAS on the codes (`kernels.fconv`, exact), without integer im2col.
 """
 
 from __future__ import annotations
