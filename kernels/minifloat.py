@@ -72,26 +72,38 @@ def _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_par
 
 
 @njit(cache=True, inline="always")
-def _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, sums, acc_params):
-    """`_accumulate_chunk` for the common case (exact products and float64 sums, nearest-even,
-    an accumulator with subnormals). Each k step rounds the whole row with the branch-free
-    `round_nearest_even_in_range` (a loop that vectorises), keeping the float64 sums in `sums`,
-    and rounds them again with the general `round_float` only when one is beyond
-    `nearest_even_limit` (overflow, inf or NaN)."""
+def _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, previous, has_product, prod_params,
+                                   acc_params):  # fmt: skip
+    """`_accumulate_chunk` for the common case (nearest-even, exact float64 sums, formats with
+    subnormals): each k step rounds the whole row with the branch-free
+    `round_nearest_even_in_range` (a loop that vectorises), keeping the accumulator's previous
+    values, and redoes the step with the general `round_float` only when a product or a sum is
+    beyond its format's `nearest_even_limit` (overflow, inf or NaN)."""
     man_bits, min_exp, max_exp, max_value, subnormals, overflow_rule, signed_zero = acc_params
+    p_man_bits, p_min_exp, p_max_exp, p_max_value, p_subnormals, p_overflow_rule, p_signed_zero = prod_params
     limit = nearest_even_limit(man_bits, max_value)
+    p_limit = nearest_even_limit(p_man_bits, p_max_value)
     for k in range(k0, k1):
         av = a[g, m, k]
-        peak = 0  # the largest magnitude as float64 bits (an integer max, so it vectorises)
+        peak = 0  # the largest magnitudes as float64 bits (integer maxima, so they vectorise)
+        p_peak = 0
         for n in range(acc.shape[0]):
-            s = acc[n] + av * b[g, k, n]
-            sums[n] = s
+            p = av * b[g, k, n]
+            if has_product:
+                p_peak = max(p_peak, _float64_bits(p) & _MAGNITUDE_MASK)
+                p = round_nearest_even_in_range(p, p_man_bits, p_min_exp, p_signed_zero)
+            s = acc[n] + p
+            previous[n] = acc[n]
             peak = max(peak, _float64_bits(s) & _MAGNITUDE_MASK)
             acc[n] = round_nearest_even_in_range(s, man_bits, min_exp, signed_zero)
-        if peak > limit:
+        if peak > limit or p_peak > p_limit:
             for n in range(acc.shape[0]):
-                acc[n] = _round_float(sums[n], man_bits, min_exp, max_exp, max_value, subnormals,
-                                      overflow_rule, signed_zero, NEAREST_EVEN, 0.0)  # fmt: skip
+                p = av * b[g, k, n]
+                if has_product:
+                    p = _round_float(p, p_man_bits, p_min_exp, p_max_exp, p_max_value, p_subnormals,
+                                     p_overflow_rule, p_signed_zero, NEAREST_EVEN, 0.0)  # fmt: skip
+                acc[n] = _round_float(previous[n] + p, man_bits, min_exp, max_exp, max_value,
+                                      subnormals, overflow_rule, signed_zero, NEAREST_EVEN, 0.0)  # fmt: skip
 
 
 @njit(cache=True)
@@ -102,14 +114,18 @@ def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_produc
     n_k = a.shape[2]
     n_n = b.shape[2]
     acc = np.zeros(n_n)
-    sums = np.zeros(n_n)
+    previous = np.zeros(n_n)
     psum = np.zeros(n_n)
     for k0 in range(0, n_k, k_chunk):
         for n in range(n_n):
             acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
         k1 = min(k0 + k_chunk, n_k)
-        if row_shortcut:
-            _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, sums, acc_params)
+        if row_shortcut and has_product:  # has_product as a constant in each loop
+            _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, previous, True, prod_params,
+                                           acc_params)  # fmt: skip
+        elif row_shortcut:
+            _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, previous, False, prod_params,
+                                           acc_params)  # fmt: skip
         else:
             _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_params,
                               acc_inexact, rounding)  # fmt: skip
@@ -149,6 +165,11 @@ def _sum_may_be_inexact(register: Minifloat, addend_quantum: int, addend_max_exp
     quantum = min(_quantum_exp(register), addend_quantum)
     top = max(_max_exp(register), addend_max_exp) + 1
     return top - quantum > _FLOAT64_PRECISION
+
+
+def _shortcut_covers(fmt: Minifloat) -> bool:
+    """Whether `round_nearest_even_in_range` rounds every in-range value to fmt."""
+    return fmt.subnormals and nearest_even_shortcut_applies.py_func(fmt.man_bits, fmt.max_exp)
 
 
 def _values(x: object, fmt: Minifloat, what: str) -> np.ndarray:
@@ -198,10 +219,9 @@ class MinifloatPlan:
             p_quantum = _quantum_exp(a_format) + _quantum_exp(b_format)
             p_max = _max_exp(a_format) + _max_exp(b_format)
         self.acc_inexact = _sum_may_be_inexact(self.acc, p_quantum, p_max)
-        # exact products and float64 sums rounded to nearest-even: the vectorised row loop
+        # nearest-even, exact float64 sums, formats the shortcut covers: the vectorised row loop
         self.row_shortcut = (self.rounding is Rounding.NEAREST_EVEN and not self.acc_inexact
-                             and self.product is None and self.acc.subnormals
-                             and nearest_even_shortcut_applies.py_func(self.acc.man_bits, self.acc.max_exp))
+                             and all(_shortcut_covers(fmt) for fmt in (self.acc, self.product) if fmt))
         self.psum_inexact = self.psum is not None
         for fmt, what in ((self.acc, "acc_format"), (self.psum, "psum_format")):
             if fmt is not None and fmt.man_bits > _ROUND_TO_ODD_MAX_MAN_BITS:

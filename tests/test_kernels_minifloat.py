@@ -247,19 +247,24 @@ def test_nearest_even_rounds_ties_subnormals_and_overflow_like_the_nearest_grid_
     assert np.array_equal(np.signbit(scalar[signed]), np.signbit(expected[signed]))
 
 
-def test_vectorised_accumulator_rows_overflow_to_inf_and_stay_there_like_float16():
-    # e4m3 products reach 240^2 = 57600 (fp16 max 65504): sums overflow to +-inf, and a later
-    # negative product cannot bring them back
+@pytest.mark.parametrize("product_format, scale", [(None, 60), (E4M3, 8)])
+def test_vectorised_accumulator_rows_overflow_to_inf_and_stay_there_like_float16(product_format, scale):
+    # e4m3 products reach 240^2 = 57600 (fp16 max 65504): sums overflow to +-inf and a later
+    # negative product cannot bring them back; rounded to e4m3 (max 240) such a product is
+    # already +-inf, and inf - inf is NaN
     rng = np.random.default_rng(8)
-    a = E4M3.quantize(rng.normal(size=(6, 40)) * 60)
-    b = E4M3.quantize(rng.normal(size=(40, 9)) * 60)
+    a = E4M3.quantize(rng.normal(size=(6, 40)) * scale)
+    b = E4M3.quantize(rng.normal(size=(40, 9)) * scale)
     a[0, :3], b[:3, 0] = [240.0, 240.0, -240.0], [240.0, 240.0, 240.0]
-    plan = kernels.minifloat.MinifloatPlan(E4M3, E4M3, FP16, None, None, None, "post", "nearest_even")
+    plan = kernels.minifloat.MinifloatPlan(E4M3, E4M3, FP16, product_format, None, None, "post",
+                                           "nearest_even")  # fmt: skip
     assert plan.row_shortcut  # this plan takes the vectorised row loop
-    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=FP16)
+    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=FP16,
+                                  product_format=product_format)  # fmt: skip
+    product_cast = None if product_format is None else (lambda p: float(E4M3.quantize(np.array([p]))[0]))
     with np.errstate(over="ignore", invalid="ignore"):
-        ref = _sequential(a, b, _f16)
-    assert np.isinf(ours[0, 0]) and np.isinf(ours).sum() > 1
+        ref = _sequential(a, b, _f16, product_cast=product_cast)
+    assert not np.isfinite(ours[0, 0]) and np.isinf(ours).sum() > 1
     assert np.array_equal(ours, ref, equal_nan=True)
 
 
