@@ -4,13 +4,13 @@ library's threads, and the count is restored on leaving the block."""
 from __future__ import annotations
 
 import numpy as np
-from threadpoolctl import threadpool_info
 
-from kernels.threads import BLAS_WORK_PER_THREAD, blas_threads_for
+from kernels.threads import BLAS_WORK_PER_THREAD, _blas_controller, blas_threads_for
 
 
 def _blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """Thread counts of the BLAS libraries loaded when rsim first limited BLAS (numpy's)."""
+    return [lib["num_threads"] for lib in _blas_controller().info()]
 
 
 def test_small_calls_limit_blas_to_one_thread_and_restore_it():
