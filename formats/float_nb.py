@@ -47,6 +47,13 @@ def _overflowed(x: float, max_value: float, overflow_rule: int, rounding: int) -
 
 
 @njit(cache=True, inline="always")
+def magnitude_bits(x: float) -> int:
+    """The float64 bit pattern of |x| as an int64: ordered like |x|, with inf and NaN above
+    every finite value (so an integer max over them vectorises where a float max would not)."""
+    return _float64_bits(x) & _MAGNITUDE_MASK
+
+
+@njit(cache=True, inline="always")
 def nearest_even_shortcut_applies(man_bits: int, max_exp: int) -> bool:
     """Whether the shortcut works for the format at all: it keeps at least one mantissa bit
     (`nearest_even_limit` reads the tie rule at max from max's last mantissa bit), drops at
@@ -110,7 +117,7 @@ def round_float(
     Nearest-even takes the branch-free `round_nearest_even_in_range` wherever it applies.
     """
     if rounding == NEAREST_EVEN and nearest_even_shortcut_applies(man_bits, max_exp):
-        magnitude = _float64_bits(x) & _MAGNITUDE_MASK
+        magnitude = magnitude_bits(x)
         if magnitude <= nearest_even_limit(man_bits, max_value) and (
                 subnormals or magnitude == 0 or magnitude >= _float64_bits(pow2(min_exp))):
             return round_nearest_even_in_range(x, man_bits, min_exp, signed_zero)
@@ -177,7 +184,7 @@ def _values_loop(rounding, x, u, out, params):
             peak = 0  # the largest magnitude as float64 bits (an integer max, so it vectorises)
             for i in range(start, stop):
                 xi = np.float64(x[i])
-                peak = max(peak, _float64_bits(xi) & _MAGNITUDE_MASK)
+                peak = max(peak, magnitude_bits(xi))
                 out[i] = round_nearest_even_in_range(xi, man_bits, min_exp, signed_zero)
             if peak <= limit:
                 continue

@@ -15,6 +15,11 @@ Exactness: products of two formats whose precisions add up to <= 53 bits are exa
 A sum is computed in float64; when it may be inexact there (operands far apart), TwoSum gives
 the error and the float64 result is moved to round-to-odd, which rounds correctly again to any
 format of <= 51 significant bits. Each value is then rounded once by `formats.float_nb.round_float`.
+
+Speed: with nearest-even, sums exact in float64 and formats with subnormals (e.g. e4m3 products
+into fp16), a whole row of N accumulators is rounded per k step by the branch-free
+`round_nearest_even_in_range`, a loop that vectorises; a step is redone with `round_float` only
+when a product or sum overflows (or is inf/NaN), so results are the same bit for bit.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import numpy as np
 from numba import njit, prange
 
 from formats.errors import RsimError
-from formats.float_nb import (_MAGNITUDE_MASK, nearest_even_limit, nearest_even_shortcut_applies,
+from formats.float_nb import (magnitude_bits, nearest_even_limit, nearest_even_shortcut_applies,
                               round_float, round_nearest_even_in_range)
 from formats.minifloat import Minifloat
 from formats.modes import Rounding, as_rounding
-from formats.rounding_nb import NEAREST_EVEN, _float64_bits, two_sum
+from formats.rounding_nb import NEAREST_EVEN, two_sum
 from kernels.conv import _pads, _pair, as_direct_conv, lower_conv
 from kernels.plan import BIAS_MODES
 from kernels.threads import threads_for
@@ -90,11 +95,11 @@ def _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, previous, has_produc
         for n in range(acc.shape[0]):
             p = av * b[g, k, n]
             if has_product:
-                p_peak = max(p_peak, _float64_bits(p) & _MAGNITUDE_MASK)
+                p_peak = max(p_peak, magnitude_bits(p))
                 p = round_nearest_even_in_range(p, p_man_bits, p_min_exp, p_signed_zero)
             s = acc[n] + p
             previous[n] = acc[n]
-            peak = max(peak, _float64_bits(s) & _MAGNITUDE_MASK)
+            peak = max(peak, magnitude_bits(s))
             acc[n] = round_nearest_even_in_range(s, man_bits, min_exp, signed_zero)
         if peak > limit or p_peak > p_limit:
             for n in range(acc.shape[0]):
