@@ -44,9 +44,11 @@ def tensors_to_calibrate(network: Network, hw: Accelerator, qspec: QSpec) -> lis
     return names
 
 
-def assign(network: Network, hw: Accelerator, qspec: QSpec,
-           ranges: Mapping[str, TensorRange]) -> tuple[dict[str, Format], list[LayerQuant]]:
-    """Formats of every tensor and the quantization of every layer, in network order."""
+def assign(network: Network, hw: Accelerator, qspec: QSpec, ranges: Mapping[str, TensorRange],
+           rng: np.random.Generator | None = None
+           ) -> tuple[dict[str, Format], list[LayerQuant]]:
+    """Formats of every tensor and the quantization of every layer, in network order; `rng`
+    draws stochastic rounding of the weights and biases."""
     calibration = qspec.calibration
     fmts: dict[str, Format] = {}
 
@@ -67,7 +69,7 @@ def assign(network: Network, hw: Accelerator, qspec: QSpec,
         quant = LayerQuant(layer, datapath, plan, in_fmts, out_fmt,
                            float_emulated=_float_emulated(layer, in_fmts))
         if layer.op in MAC_OPS and not quant.float_emulated and _has_weights(layer):
-            _quantize_constants(quant)
+            _quantize_constants(quant, rng)
         if layer.op == "clip" and isinstance(out_fmt, FixedPoint):
             quant.clip_bounds = clip_codes(layer.attrs, out_fmt)
         fmts[layer.outputs[0]] = out_fmt
@@ -93,7 +95,7 @@ def _float_emulated(layer: Layer, in_fmts: tuple[Format, ...]) -> bool:
     return False
 
 
-def _quantize_constants(quant: LayerQuant) -> None:
+def _quantize_constants(quant: LayerQuant, rng: np.random.Generator | None) -> None:
     """Weights and bias of a MAC layer: integer codes with the bias aligned to the
     accumulator, or minifloat values with the bias in the register it enters."""
     layer, datapath = quant.layer, quant.datapath
@@ -106,23 +108,24 @@ def _quantize_constants(quant: LayerQuant) -> None:
         if not isinstance(spec, Minifloat) or quant.plan.is_integer:
             raise RsimError(f"layer '{layer.name}': minifloat activations need minifloat weights "
                             f"and a float accumulator, got weights {spec}")
-        quant.weights = spec.quantize(weights, rounding=rounding, overflow="saturate")
+        quant.weights = spec.quantize(weights, rounding=rounding, overflow="saturate", rng=rng)
         quant.weight_fmt = spec
         bias = layer.params.get("bias")
         if bias is not None:
             quant.bias_fmt = datapath.bias
             register = register_entered(quant.plan).format
             quant.bias = register.quantize(
-                datapath.bias.quantize(bias, rounding=rounding, overflow="saturate"),
-                rounding=rounding, overflow="saturate")
+                datapath.bias.quantize(bias, rounding=rounding, overflow="saturate", rng=rng),
+                rounding=rounding, overflow="saturate", rng=rng)
         return
     if isinstance(spec, FixedPoint):
-        quant.weights = spec.encode(weights, rounding=rounding, overflow="saturate").astype(np.int64)
+        quant.weights = spec.encode(weights, rounding=rounding, overflow="saturate",
+                                    rng=rng).astype(np.int64)
         quant.weight_fl = spec.fl
     elif isinstance(spec, PowerOfTwo):
         # a signed power of two 2^e is the fixed-point code 2^(e - exp_min) at fl = -exp_min:
         # the product is the activation shifted left by e - exp_min, as a shifter computes it
-        values = spec.quantize(weights, rounding=rounding)
+        values = spec.quantize(weights, rounding=rounding, rng=rng)
         quant.weight_fl = -spec.exp_min
         quant.weights = np.rint(values * 2.0 ** quant.weight_fl).astype(np.int64)
     else:
@@ -131,10 +134,11 @@ def _quantize_constants(quant: LayerQuant) -> None:
     quant.weight_fmt = spec
     bias = layer.params.get("bias")
     if bias is not None:
-        quant.bias_fmt, quant.bias = _aligned_bias(quant, bias)
+        quant.bias_fmt, quant.bias = _aligned_bias(quant, bias, rng)
 
 
-def _aligned_bias(quant: LayerQuant, bias: np.ndarray) -> tuple[FixedPoint, np.ndarray]:
+def _aligned_bias(quant: LayerQuant, bias: np.ndarray,
+                  rng: np.random.Generator | None) -> tuple[FixedPoint, np.ndarray]:
     """The bias format and its codes at the accumulator's scale, saturated to the register the
     bias enters (how many saturated is kept in `quant.bias_saturations`)."""
     datapath, acc_fl = quant.datapath, quant.acc_fl
@@ -145,8 +149,8 @@ def _aligned_bias(quant: LayerQuant, bias: np.ndarray) -> tuple[FixedPoint, np.n
         raise RsimError(f"layer '{quant.layer.name}': bias format {spec} does not fit an integer "
                         "datapath; use fixed point")
     rounding = datapath.requant_rounding.value
-    codes = spec.encode(bias, rounding=rounding, overflow="saturate").astype(np.int64)
-    aligned = requantize_shift(codes, spec.fl - acc_fl, out_bits=64, rounding=rounding)
+    codes = spec.encode(bias, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64)
+    aligned = requantize_shift(codes, spec.fl - acc_fl, out_bits=64, rounding=rounding, rng=rng)
     register = register_entered(quant.plan)
     bound = 1 << (register.bits - 1)
     clipped = np.clip(aligned, -bound, bound - 1)

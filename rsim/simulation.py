@@ -264,7 +264,9 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
                 yield tensors
 
         ranges = collect_ranges(float_batches(), wanted, spec.calibration, seed)
-    return Prepared(network, accelerator, *assign(network, accelerator, spec, ranges))
+    # stochastic rounding of weights and biases draws from its own stream, seeded like the run
+    constants = np.random.default_rng([seed, 1])
+    return Prepared(network, accelerator, *assign(network, accelerator, spec, ranges, constants))
 
 
 def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,

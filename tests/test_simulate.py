@@ -142,6 +142,19 @@ def test_saturating_accumulators_follow_the_schedule_dataflow(default_network):
     assert any(ws.layers[n].acc_saturations != os_.layers[n].acc_saturations for n in convs)
 
 
+def test_stochastic_rounding_is_reproducible_by_seed(default_network):
+    data = hwconfigs.load(hwconfigs.DEFAULT).model_dump(mode="json", exclude={"name"})
+    data["datapath"]["requant_rounding"] = "stochastic"
+    hw = hwconfigs.from_dict(data)
+
+    def run(seed):
+        result = simulate(default_network, hw=hw, inputs=default_data_path(), seed=seed, limit=64)
+        return [layer.propagated.sqnr_db for layer in result.layers.values()]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
 @pytest.mark.skipif(not (MNIST8.exists() and DIGITS.exists()), reason="../shared/real not present")
 def test_mnist8_int8_with_32_bit_accumulators_agrees_on_99_percent_of_real_digits():
     digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
