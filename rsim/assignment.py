@@ -91,7 +91,9 @@ def _float_emulated(layer: Layer, in_fmts: tuple[Format, ...]) -> bool:
         return True
     if not all(isinstance(fmt, FixedPoint) for fmt in in_fmts):
         # minifloat tensors: a float unit computes these; anything else is emulated
-        return not (keeps_format(layer) or layer.op in ("conv", "gemm", "add", "sub", "concat"))
+        return not (keeps_format(layer) or layer.op in ("conv", "conv_transpose", "gemm", "add",
+                                                        "sub", "concat", "avgpool",
+                                                        "global_avgpool"))
     return False
 
 

@@ -223,7 +223,13 @@ class LayerQuant:
                 x.data, self.weights, x_format=x.fmt, w_format=self.weight_fmt,
                 stride=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
                 groups=attrs["groups"], **common)
-        else:  # gemm: conv_transpose and matmul on minifloats are float-emulated
+        elif layer.op == "conv_transpose":
+            acc = kernels.minifloat_conv_transpose2d(
+                x.data, self.weights, x_format=x.fmt, w_format=self.weight_fmt,
+                stride=attrs["strides"], padding=attrs["pads"],
+                output_padding=attrs["output_padding"], dilation=attrs["dilations"],
+                groups=attrs["groups"], **common)
+        else:  # gemm (a minifloat matmul of two activations is float-emulated)
             flat = x.data.reshape(-1, x.data.shape[-1])
             acc = kernels.minifloat_gemm(flat, self.weights, a_format=x.fmt,
                                          b_format=self.weight_fmt, **common)

@@ -42,3 +42,44 @@ def test_ops_without_an_integer_model_are_marked_float_emulated(graph):
     ops = {layer.op for layer in result.layers.values()}
     assert "add" in ops or "clip" in ops
     assert result.agreement >= 0.5
+
+
+@pytest.fixture(scope="module")
+def deconv(tmp_path_factory):
+    """Conv → ReLU → ConvTranspose (stride 2) → AveragePool, random weights."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, shape).astype(np.float32), name)
+             for name, shape in (("w1", (4, 3, 3, 3)), ("b1", (4,)), ("w2", (4, 2, 3, 3)),
+                                 ("b2", (2,)))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("ConvTranspose", ["r", "w2", "b2"], ["d"], strides=[2, 2],
+                              pads=[1, 1, 0, 0]),
+             helper.make_node("AveragePool", ["d"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    graph = helper.make_graph(
+        nodes, "deconv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 6, 6])], inits)
+    path = tmp_path_factory.mktemp("deconv") / "deconv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                ir_version=8), path)
+    return rsim.load(path), rng.normal(size=(6, 3, 6, 6)).astype(np.float32)
+
+
+def test_transposed_convolution_and_average_pooling_run_on_codes(deconv):
+    network, inputs = deconv
+    wide = rsim.simulate(network, hw=int_config(bits=24, acc_bits=64, psum_bits=64),
+                         inputs=inputs)
+    for name, layer in wide.layers.items():
+        assert not layer.float_emulated, name
+        assert layer.propagated.rel_l2 <= 1e-4, (name, layer.op)
+
+
+def test_transposed_convolution_runs_on_the_fp8_datapath(deconv):
+    network, inputs = deconv
+    result = rsim.simulate(network, hw="fp8-e4m3", inputs=inputs)
+    layers = list(result.layers.values())
+    assert [layer.op for layer in layers] == ["conv", "relu", "conv_transpose", "avgpool"]
+    assert not any(layer.float_emulated for layer in layers)
+    assert all(layer.propagated.sqnr_db > 15 for layer in layers)
