@@ -33,9 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import kernels
-from formats import FixedPoint, Format, Minifloat
+from formats import FixedPoint, Format
 from formats.errors import RsimError
-from formats.pow2 import PowerOfTwo
 from hwconfigs.schema import Datapath
 from kernels.elementwise import add_aligned, fixed_values
 from kernels.pool import avg_pool2d, max_pool2d
@@ -87,10 +86,6 @@ def quantize(x: np.ndarray, fmt: Format, rounding: str,
         return QTensor(codes, fmt), clipped
     values = fmt.quantize(x, rounding=rounding, overflow="saturate", rng=rng)
     return QTensor(np.asarray(values, dtype=np.float64), fmt), np.abs(x) > fmt.max
-
-
-def is_integer_format(fmt: Format) -> bool:
-    return isinstance(fmt, (FixedPoint, PowerOfTwo))
 
 
 @dataclass
