@@ -18,6 +18,7 @@ from formats.errors import RsimError
 from rsim.cli import cli
 from rsim.data import open_dataset
 from rsim.loader import load
+from rsim.qspec import QSpec
 from rsim.shipped import default_data_path, default_model_path
 from rsim import simulate
 
@@ -236,3 +237,18 @@ def test_cli_prints_the_table_and_totals(tmp_path):
     assert result.exit_code == 0, result.output
     assert "SQNR" in result.stdout and "agreement" in result.stdout and target.exists()
     assert math.isfinite(traces.load(target).metadata["results"]["cycles"])
+
+
+@pytest.mark.parametrize("config", hwconfigs.list_configs())
+def test_every_shipped_accelerator_simulates_the_default_model(default_network, config):
+    result = simulate(default_network, hw=config, inputs=default_data_path())
+    assert result.agreement >= 0.9 and result.cycles > 0
+    hw = hwconfigs.load(config)
+    for layer in result.layers.values():
+        assert not layer.float_emulated
+    if str(hw.datapath.weights).startswith("pow2"):
+        run = simulate_module.prepare(default_network, hw, QSpec(), open_dataset(default_data_path()))
+        for quant in run.quants:
+            if quant.weights is not None:  # a shifter's operand: zero or a signed power of two
+                magnitudes = np.abs(quant.weights[quant.weights != 0])
+                assert np.all(magnitudes & (magnitudes - 1) == 0)
