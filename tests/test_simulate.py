@@ -15,12 +15,12 @@ import hwconfigs
 import rsim.simulation as simulate_module
 import traces
 from formats.errors import RsimError
+from rsim import simulate
 from rsim.cli import cli
 from rsim.data import open_dataset
 from rsim.loader import load
 from rsim.qspec import QSpec
 from rsim.shipped import default_data_path, default_model_path
-from rsim import simulate
 
 REAL = Path(__file__).parents[2] / "shared" / "real"
 MNIST8 = REAL / "onnx-mnist8" / "model.onnx"
