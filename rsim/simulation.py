@@ -29,7 +29,7 @@ from hwconfigs.schema import Accelerator
 from rsim.assignment import assign, tensors_to_calibrate
 from rsim.bitexact import LayerQuant, Outcome, QTensor, quantize
 from rsim.calibrate import collect_ranges
-from rsim.data import ArrayDataset, Dataset, open_dataset
+from rsim.data import Dataset, open_dataset
 from rsim.loader import load
 from rsim.metrics import AccuracyAccumulator, AgreementAccumulator, ErrorAccumulator, ErrorStats
 from rsim.network import Network
@@ -180,22 +180,18 @@ def resolve_accelerator(hw: str | Path | Accelerator | None) -> Accelerator:
 
 
 def as_dataset(inputs: Any, labels: Any = None) -> Dataset:
-    """A Dataset from an array, a data file path or a Dataset; `labels` override the data's."""
-    if isinstance(inputs, Dataset):
-        dataset = inputs
-    elif isinstance(inputs, (str, Path)):
-        dataset = open_dataset(inputs)
-    elif inputs is None:
+    """A Dataset from an array, a data file path or a Dataset; `labels` (an array, or a file of
+    class indices) replace the labels stored with an array or a file."""
+    if inputs is None:
         raise RsimError("simulate: no input data given (inputs=array, data file or Dataset)")
-    else:
-        return ArrayDataset(np.asarray(inputs), labels)
-    if labels is not None:
-        return ArrayDataset(_all_samples(dataset), labels, source=dataset.source)
-    return dataset
-
-
-def _all_samples(dataset: Dataset) -> np.ndarray:
-    return np.concatenate([x for x, _ in dataset.iter_batches(max(len(dataset), 1))])
+    if isinstance(inputs, Dataset):
+        if labels is not None:
+            raise RsimError("simulate: labels= goes with an array or a data file; a Dataset "
+                            "carries its own (rsim.data.open_dataset(..., labels=...))")
+        return inputs
+    if not isinstance(inputs, (str, Path)):
+        inputs = np.asarray(inputs)
+    return open_dataset(inputs, labels=labels)
 
 
 def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None = None,
