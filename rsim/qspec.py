@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveInt
 
+from formats import FormatField
 from formats.errors import RsimError
 from formats.modes import Rounding
 from hwconfigs.loader import read_yaml, validate
 from hwconfigs.schema import BiasMode, Datapath, OperandFormat, Register, StrictModel
-from formats import FormatField
 
 CalibrationRule = Literal["max", "ristretto", "percentile", "mse"]
 

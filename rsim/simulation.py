@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 import hwconfigs
 import traces
@@ -31,7 +32,12 @@ from rsim.bitexact import LayerQuant, Outcome, QTensor, quantize
 from rsim.calibrate import collect_ranges
 from rsim.data import Dataset, open_dataset
 from rsim.loader import load
-from rsim.metrics import AccuracyAccumulator, AgreementAccumulator, ErrorAccumulator, ErrorStats
+from rsim.metrics import (
+    AccuracyAccumulator,
+    AgreementAccumulator,
+    ErrorAccumulator,
+    ErrorStats,
+)
 from rsim.network import Network
 from rsim.qspec import QSpec, load_qspec
 from rsim.schedule import LayerSchedule, Schedule, schedule
@@ -239,7 +245,6 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
 
 
 def _hw_text(accelerator: Accelerator) -> str:
-    import yaml
     return yaml.safe_dump(accelerator.model_dump(mode="json"), sort_keys=False)
 
 

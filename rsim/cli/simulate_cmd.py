@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from formats.errors import RsimError
@@ -164,9 +170,9 @@ def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape
 
     Without MODEL, the shipped default model runs on the shipped validation digits.
     """
+    from rsim import simulate
     from rsim.loader import load
     from rsim.shipped import default_model_path
-    from rsim import simulate
 
     if trace_tensors and trace is None:
         raise RsimError("--trace-tensors needs --trace FILE")
