@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.base import Field, ScalarFormat, check_int
+from formats.base import Field, ScalarFormat, as_flat, check_int, uniforms
 from formats.errors import RsimError
-from formats.fixed_nb import fixed_codes_array, fixed_values_array
+from formats.fixed_nb import fixed_codes_array, fixed_codes_clipped_array, fixed_values_array
 from formats.modes import Overflow, Rounding
 from formats.spec import Args, alias_of, register, register_alias
 
@@ -126,6 +126,20 @@ class FixedPoint(ScalarFormat):
 
     def _decode(self, codes, shape):
         return codes.astype(np.float64) * self.step
+
+    def encode_clipped(self, x, rounding: str | Rounding = "nearest_even",
+                       rng: np.random.Generator | int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Saturating `encode`, with the mask of the inputs that lay outside [min, max], in
+        one pass (float32 input is read as it is)."""
+        flat, shape, _ = as_flat(x, None)
+        mode, _ = self._modes(rounding, "saturate")
+        codes = np.empty(flat.size, dtype=np.int64)
+        clipped = np.empty(flat.size, dtype=np.bool_)
+        nans = fixed_codes_clipped_array(flat, self.nb_params("saturate"), mode.code,
+                                         uniforms(rng, mode, flat.size), codes, clipped)
+        self._check_nans(nans)
+        return codes.reshape(shape), clipped.reshape(shape)
 
 
 def _build(signed: bool):

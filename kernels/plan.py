@@ -124,13 +124,15 @@ class AccumulatorStats:
 
     @property
     def acc_saturations(self) -> int:
-        return int(self.acc_events.sum())
+        return int(self.acc_events.sum()) if self.outputs_at_risk else 0
 
     @property
     def psum_saturations(self) -> int:
-        return int(self.psum_events.sum())
+        return int(self.psum_events.sum()) if self.outputs_at_risk else 0
 
     def _per_channel(self, events: np.ndarray) -> np.ndarray:
+        if not self.outputs_at_risk:  # every output was proven event-free: nothing to count
+            return np.zeros(events.shape[self.channel_axis], np.int64)
         axes = tuple(i for i in range(events.ndim) if i != self.channel_axis)
         return events.sum(axis=axes, dtype=np.int64)
 

@@ -44,6 +44,9 @@ from rsim.schedule.plan import AccumulationPlan
 
 MAC_OPS = ("conv", "conv_transpose", "gemm", "matmul")
 CODE_LAYOUT_OPS = ("flatten", "reshape", "transpose", "squeeze", "unsqueeze")
+# selections and layout moves: on a monotone rounding into the one format they keep, running
+# them on quantized values equals quantizing their float result
+QUANTIZATION_COMMUTING_OPS = CODE_LAYOUT_OPS + ("relu", "maxpool")
 INTEGER_OPS = MAC_OPS + CODE_LAYOUT_OPS + ("relu", "clip", "maxpool", "avgpool",
                                            "global_avgpool", "add", "sub", "concat", "pad")
 
@@ -61,6 +64,12 @@ class QTensor:
             return fixed_values(self.data, self.fmt.fl)
         return self.data
 
+    @property
+    def scale(self) -> float | None:
+        """The value of code 1 when `data` holds fixed-point codes (values = data·scale), else
+        None (`data` holds the values)."""
+        return 2.0 ** -self.fmt.fl if isinstance(self.fmt, FixedPoint) else None
+
 
 @dataclass
 class Outcome:
@@ -75,15 +84,10 @@ class Outcome:
 def quantize(x: np.ndarray, fmt: Format, rounding: str,
              rng: np.random.Generator | None) -> tuple[QTensor, np.ndarray]:
     """Float values into `fmt` (saturating), with the mask of values that clipped."""
-    given = np.asarray(x)
-    x = np.asarray(given, dtype=np.float64)
     if isinstance(fmt, FixedPoint):
-        codes = fmt.encode(x, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64, copy=False)
-        lo, hi = fmt.min, fmt.max
-        if given.dtype == np.float32 and np.float32(lo) == lo and np.float32(hi) == hi:
-            x = given  # float32 compares exactly with bounds float32 holds: half the bytes
-        clipped = (x > hi) | (x < lo)
+        codes, clipped = fmt.encode_clipped(x, rounding=rounding, rng=rng)
         return QTensor(codes, fmt), clipped
+    x = np.asarray(x, dtype=np.float64)
     values = fmt.quantize(x, rounding=rounding, overflow="saturate", rng=rng)
     return QTensor(np.asarray(values, dtype=np.float64), fmt), np.abs(x) > fmt.max
 
@@ -114,6 +118,12 @@ class LayerQuant:
     def acc_fl(self) -> int:
         """Fractional length of the accumulator of an integer MAC layer."""
         return self.in_fmts[0].fl + self.weight_fl
+
+    def commutes_with(self, rounding: str) -> bool:
+        """Whether this layer on inputs quantized with `rounding` gives exactly its float output
+        quantized the same way (deterministic rounding is monotone and keeps 0 at 0)."""
+        return (self.layer.op in QUANTIZATION_COMMUTING_OPS and rounding != "stochastic"
+                and len(self.in_fmts) == 1 and self.out_fmt == self.in_fmts[0])
 
     def formats(self) -> dict[str, str]:
         """Role -> format spec, for tables and traces."""

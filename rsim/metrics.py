@@ -2,13 +2,14 @@
 classification scores, so memory does not grow with the number of samples.
 
 Per tensor, `ErrorAccumulator.update(reference, simulated, clipped_mask)` is called batch by batch;
-`result()` gives an `ErrorStats`. One compiled pass per batch folds every element into running
-float64 sums kept in 8 interleaved lanes (for speed: independent additions), the lane chosen by
-the element's global index, and carried from one batch to the next; the lanes are added in a fixed
-order at the end. Feeding the data in any split into batches therefore performs the very same
-floating-point operations as feeding the concatenation at once: the results are bitwise equal.
-Plain float64 summation of n terms errs by at most about (n/8)·2^-53 relative on the sums of
-non-negative terms (Σr², Σe², Σ|e|, Σs²), far below what a dB figure shows.
+`result()` gives an `ErrorStats`. The first axis of a batch is the sample axis. A compiled pass
+sums each sample's elements (in an order that depends only on the sample's size, vectorized),
+then adds the per-sample sums to float64 running totals in sample order. Feeding the samples in
+any split into batches therefore performs the very same floating-point operations as feeding
+them at once: the results are bitwise equal. Simulated tensors may come as integer codes with a
+scale (values = codes·scale, decoded exactly inside the pass, as fixed point needs). Plain
+float64 summation of n terms errs by at most about n·2^-53 relative on the sums of non-negative
+terms (Σr², Σe², Σ|e|, Σs²), far below what a dB figure shows.
 
 Definitions (r = reference, s = simulated, e = r - s, sums over all elements seen):
 
@@ -42,45 +43,66 @@ from numba import njit
 
 from formats.errors import RsimError
 
-# Rows of the running sums: Σr², Σe², Σ|e|, Σr·s, Σs²; columns: the summation lanes.
+# The running sums: Σr², Σe², Σ|e|, Σr·s, Σs²; the running extremes: max|e|, min s, max s.
 _REF_SQ, _ERR_SQ, _ERR_ABS, _DOT, _SIM_SQ = range(5)
-_LANES = 8  # a power of two: the lane of an element is its global index & (_LANES - 1)
-# Slots of the running extremes: max|e|, min s, max s.
 _MAX_ERR, _SIM_MIN, _SIM_MAX = range(3)
 
 
-@njit(cache=True)
-def _accumulate(reference, simulated, offset, sums, extremes) -> None:
-    """Fold 1-D `reference`/`simulated`, whose first element has global index `offset`, into the
-    lane sums and the extremes. NaNs are skipped by the extremes here; the sums carry them."""
-    max_err, low, high = extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX]
+@njit(cache=True, fastmath={"reassoc", "nsz", "contract"})
+def _sample_sums(reference, simulated, scale):
+    """The five sums over one sample's elements. Reassociation lets LLVM vectorize them; the
+    order it picks depends only on the sample's size. NaN and inf still propagate."""
+    ref_sq = err_sq = err_abs = dot = sim_sq = 0.0
     for i in range(reference.size):
-        lane = (offset + i) & (_LANES - 1)
         r = np.float64(reference[i])
-        s = np.float64(simulated[i])
+        s = simulated[i] * scale
         e = r - s
-        a = abs(e)
-        sums[_REF_SQ, lane] += r * r
-        sums[_ERR_SQ, lane] += e * e
-        sums[_ERR_ABS, lane] += a
-        sums[_DOT, lane] += r * s
-        sums[_SIM_SQ, lane] += s * s
-        if a > max_err:
-            max_err = a
-        if s < low:
-            low = s
-        if s > high:
-            high = s
+        ref_sq += r * r
+        err_sq += e * e
+        err_abs += abs(e)
+        dot += r * s
+        sim_sq += s * s
+    return ref_sq, err_sq, err_abs, dot, sim_sq
+
+
+@njit(cache=True)
+def _accumulate(reference, simulated, scale, sums, extremes) -> None:
+    """Fold (samples, elements) `reference` and `simulated` (values simulated·scale) into the
+    running sums, sample by sample, and into the extremes. NaNs are skipped by the extremes
+    here; the sums carry them."""
+    max_err, low, high = extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX]
+    for n in range(reference.shape[0]):
+        ref_sq, err_sq, err_abs, dot, sim_sq = _sample_sums(reference[n], simulated[n], scale)
+        sums[_REF_SQ] += ref_sq
+        sums[_ERR_SQ] += err_sq
+        sums[_ERR_ABS] += err_abs
+        sums[_DOT] += dot
+        sums[_SIM_SQ] += sim_sq
+        for i in range(reference.shape[1]):
+            s = simulated[n, i] * scale
+            a = abs(np.float64(reference[n, i]) - s)
+            if a > max_err:
+                max_err = a
+            if s < low:
+                low = s
+            if s > high:
+                high = s
     extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX] = max_err, low, high
 
 
-def _as_float_vector(array: Any, what: str) -> np.ndarray:
+def _as_samples(array: Any, what: str, codes: bool = False) -> np.ndarray:
+    """A contiguous (samples, elements) view of a batch: float32/float64 values, or integer
+    codes when `codes` is set (other numeric values become float64)."""
     array = np.asarray(array)
-    if array.dtype not in (np.float32, np.float64):
+    if codes:
+        if array.dtype.kind not in "iu":
+            raise RsimError(f"{what}: with a scale, expected integer codes, got dtype {array.dtype}")
+    elif array.dtype not in (np.float32, np.float64):
         if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise RsimError(f"{what}: expected a numeric array, got dtype {array.dtype}")
         array = array.astype(np.float64)
-    return np.ascontiguousarray(array).reshape(-1)
+    samples = array.shape[0] if array.ndim else 1
+    return np.ascontiguousarray(array).reshape(samples, array.size // samples)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +154,16 @@ class ErrorAccumulator:
             raise RsimError(f"format_max must be a positive finite number, got {format_max!r}")
         self.format_max = format_max
         self.count = 0
-        self._sums = np.zeros((5, _LANES))
+        self._sums = np.zeros(5)
         self._extremes = np.array([0.0, math.inf, -math.inf])
         self._masked = 0
         self._clipped = 0
 
-    def update(self, reference: Any, simulated: Any, clipped_mask: Any = None) -> None:
-        """Add one batch. `clipped_mask` (same shape, bool) marks outputs that saturated."""
+    def update(self, reference: Any, simulated: Any, clipped_mask: Any = None, *,
+               scale: float | None = None) -> None:
+        """Add one batch (first axis: samples). `clipped_mask` (same shape, bool) marks outputs
+        that saturated. With `scale`, `simulated` holds integer codes of values codes·scale
+        (exact while |codes| < 2^53 and the values are normal floats)."""
         reference_shape, simulated_shape = np.shape(reference), np.shape(simulated)
         if reference_shape != simulated_shape:
             raise RsimError(
@@ -149,19 +174,18 @@ class ErrorAccumulator:
                 f"clipped mask shape {np.shape(clipped_mask)} does not match the tensor "
                 f"shape {reference_shape}"
             )
-        reference_flat = _as_float_vector(reference, "reference")
-        simulated_flat = _as_float_vector(simulated, "simulated")
-        _accumulate(reference_flat, simulated_flat, self.count, self._sums, self._extremes)
-        self.count += reference_flat.size
+        if reference_shape and math.prod(reference_shape) == 0:
+            return
+        _accumulate(_as_samples(reference, "reference"),
+                    _as_samples(simulated, "simulated", codes=scale is not None),
+                    1.0 if scale is None else float(scale), self._sums, self._extremes)
+        self.count += math.prod(reference_shape)
         if clipped_mask is not None:
             self._clipped += int(np.count_nonzero(clipped_mask))
             self._masked += int(np.size(clipped_mask))
 
     def _total(self, row: int) -> float:
-        total = 0.0
-        for lane_sum in self._sums[row]:
-            total += float(lane_sum)
-        return total
+        return float(self._sums[row])
 
     def result(self) -> ErrorStats:
         """The statistics of everything seen so far."""

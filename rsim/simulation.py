@@ -331,17 +331,29 @@ def _run_batch(run: Prepared, meters: dict[str, _LayerMeters], x: np.ndarray,
     reference = network.run_float(x, collect=True)
     reference[network.inputs[0]] = x
     output = network.resolve(network.outputs[0])
+    quantized = {}  # tensor -> its float reference in its simulated format (this batch)
+
+    def quantized_reference(tensor: str) -> QTensor:
+        if tensor not in quantized:
+            quantized[tensor] = run.quantized(tensor, reference[tensor], rng)
+        return quantized[tensor]
+
     final = None
     for quant, _, propagated in run.propagate(x, rng):
         layer, meter = quant.layer, meters[quant.layer.name]
         expected = reference[layer.outputs[0]]
-        meter.propagated.update(expected, propagated.out.values(), propagated.clipped)
+        meter.propagated.update(expected, propagated.out.data, propagated.clipped,
+                                scale=propagated.out.scale)
         meter.count(propagated, isolated=False)
         if meter.isolated is meter.propagated:  # fed the graph inputs: both runs are one
             meter.count(propagated, isolated=True)
         else:
-            isolated = quant.run([run.quantized(t, reference[t], rng) for t in layer.inputs], rng)
-            meter.isolated.update(expected, isolated.out.values(), isolated.clipped)
+            if quant.commutes_with(run.rounding):  # nothing to run: the reference, quantized
+                isolated = Outcome(quantized_reference(layer.outputs[0]))
+            else:
+                isolated = quant.run([quantized_reference(t) for t in layer.inputs], rng)
+            meter.isolated.update(expected, isolated.out.data, isolated.clipped,
+                                  scale=isolated.out.scale)
             meter.count(isolated, isolated=True)
         if writer is not None:
             writer.append_tensors(layer.name, **_stored_tensors(expected, propagated.out))

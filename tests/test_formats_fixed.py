@@ -79,6 +79,13 @@ def test_fixed_point_codes_and_values_match_apytypes(rounding: str, overflow: st
             f"ours={codes[mismatch[:3]]} apytypes={expected[mismatch[:3]]}")
         values = fmt.quantize(x, rounding, overflow)
         np.testing.assert_array_equal(values, np.ldexp(expected.astype(np.float64), -fmt.fl))
+        if overflow == "saturate":
+            for given in (x, x.astype(np.float32)):
+                codes, clipped = fmt.encode_clipped(given, rounding)
+                np.testing.assert_array_equal(codes, fmt.encode(given, rounding, overflow))
+                wide = given.astype(np.float64)  # float32 would round the bounds
+                np.testing.assert_array_equal(clipped, (wide > fmt.max) | (wide < fmt.min))
+            np.testing.assert_array_equal(fmt.encode_clipped(x, rounding)[0], expected)
         checked += x.size
     assert checked >= VALUES_PER_CASE
 

@@ -29,12 +29,14 @@ small = st.one_of(st.just(0.0), st.floats(1e-100, 1.0), st.floats(-1.0, -1e-100)
 
 @st.composite
 def paired_batches(draw):
-    """A reference/simulated pair, a clip mask, and cut points that split them into batches."""
-    n = draw(st.integers(1, 60))
-    reference = draw(hnp.arrays(np.float64, n, elements=finite))
-    noise = draw(hnp.arrays(np.float64, n, elements=small))
-    simulated = np.where(draw(hnp.arrays(np.bool_, n)), reference, reference + noise)
-    mask = draw(hnp.arrays(np.bool_, n))
+    """A reference/simulated pair of (samples, elements), a clip mask, and cut points that split
+    them into batches of samples."""
+    n, width = draw(st.integers(1, 30)), draw(st.integers(1, 9))
+    shape = (n, width)
+    reference = draw(hnp.arrays(np.float64, shape, elements=finite))
+    noise = draw(hnp.arrays(np.float64, shape, elements=small))
+    simulated = np.where(draw(hnp.arrays(np.bool_, shape)), reference, reference + noise)
+    mask = draw(hnp.arrays(np.bool_, shape))
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=5)))
     return reference, simulated, mask, cuts
 
@@ -61,8 +63,8 @@ def test_any_split_into_batches_gives_bitwise_the_statistics_of_the_concatenatio
 
 def _exact_reference(reference, simulated):
     """SQNR, relative L2, cosine and mean |e| from exact rational sums of the same values."""
-    r = [Fraction(float(v)) for v in reference]
-    s = [Fraction(float(v)) for v in simulated]
+    r = [Fraction(float(v)) for v in reference.ravel()]
+    s = [Fraction(float(v)) for v in simulated.ravel()]
     e = [a - b for a, b in zip(r, s)]
     ref_sq, err_sq = sum(a * a for a in r), sum(d * d for d in e)
     dot, sim_sq = sum(a * b for a, b in zip(r, s)), sum(b * b for b in s)
@@ -87,7 +89,7 @@ def test_statistics_match_exact_rational_sums(case):
     reference, simulated, mask, cuts = case
     stats = _stats(_split((reference, simulated, mask), cuts))
     expected = _exact_reference(reference, simulated)
-    assert stats.count == len(reference)
+    assert stats.count == reference.size
     assert stats.max_abs_error == pytest.approx(expected["max_abs_error"], rel=1e-15)
     assert stats.mean_abs_error == pytest.approx(expected["mean_abs_error"], rel=1e-12, abs=1e-300)
     assert stats.rel_l2 == pytest.approx(expected["rel_l2"], rel=1e-9)
@@ -97,8 +99,26 @@ def test_statistics_match_exact_rational_sums(case):
         assert stats.sqnr_db == expected["sqnr_db"]
     if expected["cosine"] is not None:
         assert stats.cosine == pytest.approx(min(1.0, max(-1.0, expected["cosine"])), abs=1e-12)
-    assert stats.clipped_share == np.count_nonzero(mask) / len(mask)
+    assert stats.clipped_share == np.count_nonzero(mask) / mask.size
     assert (stats.out_min, stats.out_max) == (simulated.min(), simulated.max())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 40), st.integers(-30, 30), st.integers(0, 2**32 - 1))
+def test_codes_with_a_scale_give_bitwise_the_statistics_of_their_decoded_values(
+        samples, width, fl, seed):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(-(2**40), 2**40, (samples, width))
+    reference = (codes * 2.0**-fl + rng.normal(0, 2.0**-fl, codes.shape)).astype(np.float32)
+    decoded = _stats([(reference, codes * 2.0**-fl, None)])
+    accumulator = ErrorAccumulator()
+    accumulator.update(reference, codes, scale=2.0**-fl)
+    assert accumulator.result() == decoded
+
+
+def test_a_scale_needs_integer_codes():
+    with pytest.raises(RsimError, match="integer codes"):
+        ErrorAccumulator().update(np.zeros(3), np.zeros(3), scale=0.5)
 
 
 def test_sqnr_of_a_known_noise_level():

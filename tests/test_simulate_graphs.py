@@ -83,3 +83,23 @@ def test_transposed_convolution_runs_on_the_fp8_datapath(deconv):
     assert [layer.op for layer in layers] == ["conv", "relu", "conv_transpose", "avgpool"]
     assert not any(layer.float_emulated for layer in layers)
     assert all(layer.propagated.sqnr_db > 15 for layer in layers)
+
+
+@pytest.mark.parametrize("hw", ["int", "fp8-e4m3"])
+def test_isolated_layers_that_commute_with_quantization_equal_running_them(graph, hw):
+    """The simulator takes a relu/maxpool/layout layer's isolated output as its float output
+    quantized; running the layer on its quantized float input gives exactly that."""
+    network, inputs = graph
+    accelerator = rsim.simulation.resolve_accelerator(int_config() if hw == "int" else hw)
+    run = rsim.simulation.prepare(network, accelerator, rsim.qspec.QSpec(),
+                                  rsim.data.open_dataset(inputs))
+    reference = network.run_float(inputs, collect=True)
+    reference[network.inputs[0]] = inputs
+    rng = np.random.default_rng(0)
+    commuting = [quant for quant in run.quants if quant.commutes_with(run.rounding)]
+    assert {quant.layer.op for quant in commuting} >= {"relu"}
+    for quant in commuting:
+        ran = quant.run([run.quantized(t, reference[t], rng) for t in quant.layer.inputs], rng)
+        expected = run.quantized(quant.layer.outputs[0], reference[quant.layer.outputs[0]], rng)
+        np.testing.assert_array_equal(ran.out.data, expected.data, err_msg=quant.layer.name)
+        assert ran.out.fmt == expected.fmt
