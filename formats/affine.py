@@ -106,7 +106,7 @@ def _codes_loop(rounding, x, u, codes, params):
     return nan_count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def affine_codes_array(x, params, rounding, u, codes):
     """codes[i] = affine_code(x[i], ...) with the channel of element i; returns the NaN count.
 

@@ -194,6 +194,15 @@ def as_flat(x, dtype) -> tuple[np.ndarray, tuple[int, ...], np.dtype]:
     return np.ascontiguousarray(arr).ravel(), arr.shape, out_dtype
 
 
+def int_dtype_for(lo: int, hi: int) -> np.dtype:
+    """The narrowest signed numpy integer type that holds every integer in [lo, hi]."""
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
 _NO_UNIFORMS = np.zeros(1)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.base import Field, ScalarFormat, as_flat, check_int, uniforms
+from formats.base import Field, ScalarFormat, as_flat, check_int, int_dtype_for, uniforms
 from formats.errors import RsimError
 from formats.fixed_nb import fixed_codes_array, fixed_codes_clipped_array, fixed_values_array
 from formats.modes import Overflow, Rounding
@@ -51,6 +51,11 @@ class FixedPoint(ScalarFormat):
     @property
     def code_range(self) -> tuple[int, int]:
         return self.min_code, self.max_code
+
+    @property
+    def code_dtype(self) -> np.dtype:
+        """The narrowest signed integer type that holds every code (int8 for 8-bit signed)."""
+        return int_dtype_for(self.min_code, self.max_code)
 
     @property
     def step(self) -> float:
@@ -131,10 +136,10 @@ class FixedPoint(ScalarFormat):
                        rng: np.random.Generator | int | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Saturating `encode`, with the mask of the inputs that lay outside [min, max], in
-        one pass (float32 input is read as it is)."""
+        one pass (float32 input is read as it is); the codes come in `code_dtype`."""
         flat, shape, _ = as_flat(x, None)
         mode, _ = self._modes(rounding, "saturate")
-        codes = np.empty(flat.size, dtype=np.int64)
+        codes = np.empty(flat.size, dtype=self.code_dtype)
         clipped = np.empty(flat.size, dtype=np.bool_)
         nans = fixed_codes_clipped_array(flat, self.nb_params("saturate"), mode.code,
                                          uniforms(rng, mode, flat.size), codes, clipped)

@@ -126,21 +126,21 @@ def _values_loop(rounding, x, u, out, params):
     return nan_count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fixed_codes_array(x, params, rounding, u, codes):
     """codes[i] = fixed_code(x[i], *params, rounding, u[i]) over flat arrays; returns the number
     of NaN inputs."""
     return by_rounding(_codes_loop, rounding, x, u, codes, params)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fixed_codes_clipped_array(x, params, rounding, u, codes, clipped):
     """`fixed_codes_array` that also marks in `clipped` the inputs outside [min, max] (which
     saturate); returns the number of NaN inputs."""
     return by_rounding(_codes_clipped_loop, rounding, x, u, (codes, clipped), params)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fixed_values_array(x, params, rounding, u, step, out):
     """out[i] = fixed_code(x[i], *params, rounding, u[i]) * step over flat arrays; returns the
     number of NaN inputs."""

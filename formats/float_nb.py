@@ -213,13 +213,13 @@ def _codes_loop(rounding, x, u, codes, params):
     return nan_count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def float_values_array(x, params, rounding, u, out):
     """out[i] = round_float(x[i], *params, rounding, u[i]); returns the number of NaN inputs."""
     return by_rounding(_values_loop, rounding, x, u, out, params)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def float_codes_array(x, params, bit_params, rounding, u, codes):
     """codes[i] = bit pattern of round_float(x[i], ...); returns the number of NaN inputs."""
     return by_rounding(_codes_loop, rounding, x, u, codes, params + bit_params)
@@ -267,7 +267,7 @@ def round_ristretto_minifloat(x: float, exp_bits: int, man_bits: int, rounding: 
     return np.float64(np.float32(math.copysign(v, xf)))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ristretto_values_array(x, exp_bits, man_bits, rounding, u, out):
     """out[i] = round_ristretto_minifloat(x[i], ...); returns the number of NaN inputs."""
     stochastic = rounding == STOCHASTIC

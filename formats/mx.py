@@ -54,7 +54,7 @@ def _float_loop(rounding, blocks, u, out, params):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mx_float_elements(blocks, params, rounding, u, out):
     """out[b, j] = the minifloat element of blocks[b, j] under the block's scale 2^exps[b]."""
     return by_rounding(_float_loop, rounding, blocks, u, out, params)
@@ -74,7 +74,7 @@ def _int_loop(rounding, blocks, u, out, params):
     return 0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mx_int_elements(blocks, params, rounding, u, out):
     """out[b, j] = the fixed-point element of blocks[b, j] under the block's scale 2^exps[b]."""
     return by_rounding(_int_loop, rounding, blocks, u, out, params)

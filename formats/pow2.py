@@ -78,7 +78,7 @@ def _values_loop(rounding, x, u, out, params):
     return nan_count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pow2_values_array(x, params, rounding, u, out):
     """out[i] = round_pow2(x[i], *params, rounding, u[i]); returns the number of NaN inputs."""
     return by_rounding(_values_loop, rounding, x, u, out, params)

@@ -86,7 +86,7 @@ def plan_row(a_row, b, g, m, col, full, bias_of, bias_post, bias_preload, k_chun
         psum_events[g, m, col[j]] = ev_p[j]
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def sequential_rows(
     a, b, n_m, rows, col_ptr, cols, bias, bias_by_row, bias_post, bias_preload, k_chunk,
     acc_lo, acc_hi, acc_shift, acc_wrap, has_psum, psum_lo, psum_hi, psum_shift, psum_wrap,

@@ -57,7 +57,7 @@ def _pads(value: object, what: str = "padding") -> tuple[int, int, int, int]:
     return tuple(int(v) for v in items)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _im2col(x, groups, kh, kw, sh, sw, dh, dw, top, left, oh, ow, pad_value, hwc, cols):
     """cols[g, (n·oh + y)·ow + x, k] = the input tap k of output pixel (n, y, x) in group g."""
     n_b, n_c, h, wd = x.shape

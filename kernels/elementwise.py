@@ -18,7 +18,7 @@ def _codes(x: object, what: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scale(codes, factor, out):
     for i in range(codes.size):
         out[i] = codes[i] * factor

@@ -76,7 +76,7 @@ def _smallest_int_dtype(magnitude: int) -> type:
     return np.int64
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
 def _prepare_rows(a, T):
     n_g, n_m, n_k = a.shape
     af = np.empty((n_g, n_m, n_k), np.float32)

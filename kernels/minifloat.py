@@ -144,7 +144,7 @@ def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_produc
         out[g, m, n] = value
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def _minifloat_rows(a, b, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
                     acc_params, acc_inexact, row_shortcut, has_psum, psum_params, psum_inexact,
                     rounding, out):  # fmt: skip

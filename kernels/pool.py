@@ -70,7 +70,7 @@ def _out_size(size: int, k_eff: int, stride: int, before: int, after: int, ceil_
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, is_max,
           count_pad, rounding, u, out):  # fmt: skip
     n_b, n_c, h, w = x.shape
@@ -119,7 +119,7 @@ def _pool_args(x, kernel, stride, padding, dilation, ceil_mode):
 
 def max_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, padding=0,
                dilation=1, ceil_mode: bool = False) -> np.ndarray:  # fmt: skip
-    """Max over each window of NCHW integer codes (padded taps ignored); int64 result."""
+    """Max over each window of NCHW integer codes (padded taps ignored), in x's dtype."""
     arr, (kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow) = _pool_args(
         x, kernel, stride, padding, dilation, ceil_mode)
     inside = (top == left == 0 and (oh - 1) * sh + dh * (kh - 1) < arr.shape[2]
@@ -129,9 +129,9 @@ def max_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
         for i in range(kh):
             for j in range(kw):
                 view = tap(arr, i, j, (sh, sw), (dh, dw), (oh, ow))
-                out = view.astype(np.int64) if out is None else np.maximum(out, view, out=out)
+                out = view.copy() if out is None else np.maximum(out, view, out=out)
         return out
-    out = np.empty((arr.shape[0], arr.shape[1], oh, ow), np.int64)
+    out = np.empty((arr.shape[0], arr.shape[1], oh, ow), arr.dtype)
     _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
           True, False, Rounding.FLOOR.code, np.zeros(1), out)  # fmt: skip
     return out

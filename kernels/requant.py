@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from formats.base import check_int
+from formats.base import check_int, int_dtype_for
 from formats.errors import RsimError
 from formats.modes import Overflow, Rounding, as_overflow, as_rounding
 from formats.rounding_nb import (
@@ -78,7 +78,7 @@ def apply_overflow(v, lo, hi, bits, wrap, signed):
     return min(max(v, lo), hi)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shift_requant(acc, shift, rounding, u, lo, hi, bits, wrap, signed, out):
     stochastic = rounding == STOCHASTIC
     for i in range(acc.size):
@@ -91,7 +91,7 @@ def _shift_requant(acc, shift, rounding, u, lo, hi, bits, wrap, signed, out):
         out[i] = apply_overflow(v, lo, hi, bits, wrap, signed)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _shift_saturate(acc, s, rounding, u, lo, hi, out, saturated):
     """One pass of `requantize_to_range`. For s > 0 and a deterministic mode the rounding is
     branch-free (it vectorizes): q = floor(x / 2^s) is incremented when the remainder r exceeds
@@ -128,7 +128,7 @@ def _shift_saturate(acc, s, rounding, u, lo, hi, out, saturated):
         saturated[i] = c != v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _exact_multiplier_requant(acc, multiplier, shift, rounding, u, zero_point, lo, hi, bits, wrap,
                               signed, out):  # fmt: skip
     stochastic = rounding == STOCHASTIC
@@ -165,7 +165,7 @@ def _rounding_divide_by_pot(x, exponent):
     return (x >> exponent) + (1 if remainder > threshold else 0)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tflite_requant(acc, multiplier, shift, zero_point, lo, hi, bits, wrap, signed, out):
     for i in range(acc.size):
         left = max(shift[i], 0)
@@ -250,8 +250,9 @@ def requantize_to_range(
     rounding: str | Rounding = "nearest_even",
     rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """round(acc / 2^shift) saturated into [lo, hi] (int64, acc's shape) and the mask of the
-    outputs that saturated: a requantizing output stage in one pass.
+    """round(acc / 2^shift) saturated into [lo, hi] (acc's shape, in the narrowest signed integer
+    type holding [lo, hi]) and the mask of the outputs that saturated: a requantizing output
+    stage in one pass.
 
     Equals `np.clip(requantize_shift(acc, shift, out_bits=64, ...), lo, hi)` with the same
     stochastic draws; `shift` is one int in −62..62.
@@ -264,7 +265,7 @@ def requantize_to_range(
     flat = np.ascontiguousarray(arr).ravel()
     if shift < 0 and np.any(np.abs(flat.astype(np.float64)) * 2.0**-shift >= 2.0**62):
         raise RsimError("shift: a negative (left) shift takes an accumulator value beyond 62 bits")
-    out = np.empty(flat.size, np.int64)
+    out = np.empty(flat.size, int_dtype_for(lo, hi))
     saturated = np.empty(flat.size, np.bool_)
     _shift_saturate(flat, shift, mode.code, _uniforms(rng, mode, flat.size), lo, hi, out,
                     saturated)  # fmt: skip

@@ -4,6 +4,11 @@ work pays for.
 Waking worker threads costs far more than a small kernel on a busy machine (a sleeping worker
 may wait a whole scheduler time slice), so small calls run on the calling thread alone. BLAS
 (OpenBLAS) threads are set through threadpoolctl, which changes them at run time.
+
+A caller that runs kernels from several threads of its own (the simulator, a batch per thread)
+enters `single_threaded_kernels` once: BLAS then stays on one thread (threadpoolctl's setting is
+process-wide, so per-call changes from several threads would race) and each of its threads
+calls `one_kernel_thread` so that Numba parallel regions do not multiply the threads.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from contextlib import contextmanager
 from functools import cache
 
 import numba
+import numpy as np
+from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
 WORK_PER_THREAD = 1 << 21  # simple integer operations worth waking one more thread for
@@ -30,12 +37,15 @@ def threads_for(work: int, per_thread: int = WORK_PER_THREAD) -> Iterator[None]:
         numba.set_num_threads(available)
 
 
+_blas_pinned = False  # inside `single_threaded_kernels`: BLAS stays on one thread
+
+
 @contextmanager
 def blas_threads_for(macs_per_call: int) -> Iterator[None]:
     """Within the block, BLAS runs single-threaded when each call does fewer multiply-adds than
     `BLAS_WORK_PER_THREAD` (many small GEMMs in a row are slower threaded, by far on a busy
     machine); larger calls keep the library's thread count."""
-    if macs_per_call >= BLAS_WORK_PER_THREAD:
+    if macs_per_call >= BLAS_WORK_PER_THREAD or _blas_pinned:
         yield
         return
     with _blas_controller().limit(limits=1):
@@ -46,3 +56,36 @@ def blas_threads_for(macs_per_call: int) -> Iterator[None]:
 def _blas_controller() -> ThreadpoolController:
     """The loaded BLAS libraries' thread controls (found once: the search scans the process)."""
     return ThreadpoolController().select(user_api="blas")
+
+
+@contextmanager
+def single_threaded_kernels() -> Iterator[None]:
+    """Within the block (entered by one thread), BLAS runs on one thread and `blas_threads_for`
+    leaves it so, for callers that run kernels from several threads of their own."""
+    global _blas_pinned
+    with _blas_controller().limit(limits=1):
+        _blas_pinned = True
+        try:
+            yield
+        finally:
+            _blas_pinned = False
+
+
+def one_kernel_thread() -> None:
+    """Numba parallel regions launched from the calling thread use that thread alone (the
+    setting is per thread)."""
+    numba.set_num_threads(1)
+
+
+@njit(cache=True, parallel=True)
+def _touch(a):
+    for i in prange(a.size):
+        a[i] = i
+
+
+@cache
+def kernels_run_concurrently() -> bool:
+    """Whether Numba parallel kernels may be launched from several threads at once: the tbb
+    and omp threading layers allow it, the workqueue fallback does not."""
+    _touch(np.zeros(1))  # a parallel region picks the threading layer
+    return numba.threading_layer() != "workqueue"

@@ -1,7 +1,8 @@
 """Bit-accurate execution of one IR layer on quantized tensors, the way the accelerator computes it.
 
-A tensor of the simulated path is a `QTensor`: integer codes (int64, value = code * 2^-fl) of a
-fixed-point format, or float64 values on the grid of a minifloat format. `LayerQuant` holds a
+A tensor of the simulated path is a `QTensor`: integer codes (value = code * 2^-fl; kept in the
+narrowest integer type that holds the format, e.g. int8) of a fixed-point format, or float64
+values on the grid of a minifloat format. `LayerQuant` holds a
 layer's resolved quantization (weight codes, bias aligned to the accumulator, output format,
 reduction plan) and `run` computes the layer:
 
@@ -53,7 +54,8 @@ INTEGER_OPS = MAC_OPS + CODE_LAYOUT_OPS + ("relu", "clip", "maxpool", "avgpool",
 
 @dataclass(frozen=True)
 class QTensor:
-    """A simulated tensor: fixed-point codes (int64) or minifloat grid values (float64)."""
+    """A simulated tensor: fixed-point codes (any integer type) or minifloat grid values
+    (float64)."""
 
     data: np.ndarray
     fmt: Format
@@ -155,7 +157,7 @@ class LayerQuant:
         if op in CODE_LAYOUT_OPS or op == "pad":
             # codes below 2^53 are exact in float64, so the float layout op moves them unchanged
             data = self.layer.forward(x.data.astype(np.float64), dtype=np.float64)
-            return Outcome(QTensor(data.astype(np.int64), x.fmt))
+            return Outcome(QTensor(data.astype(x.data.dtype), x.fmt))
         if op == "relu":
             return Outcome(QTensor(np.maximum(x.data, 0), x.fmt))
         if op == "clip":
@@ -263,7 +265,7 @@ class LayerQuant:
     def _avgpool(self, x: QTensor, rounding: str, rng) -> Outcome:
         fmt = self.out_fmt
         finer = fmt.fl - x.fmt.fl
-        codes = QTensor(x.data << max(finer, 0), x.fmt)
+        codes = QTensor(x.data.astype(np.int64) << max(finer, 0), x.fmt)
         if self.layer.op == "global_avgpool":
             h, w = x.data.shape[2:]
             mean = avg_pool2d(codes.data, (h, w), rounding=rounding, rng=rng)
@@ -273,16 +275,16 @@ class LayerQuant:
         if finer < 0:
             mean = requantize_shift(mean, -finer, out_bits=64, rounding=rounding, rng=rng)
         out = np.clip(mean, fmt.min_code, fmt.max_code)
-        return Outcome(QTensor(out, fmt), out != mean)
+        return Outcome(QTensor(out.astype(fmt.code_dtype), fmt), out != mean)
 
     def _add(self, inputs: list[QTensor], rounding: str, rng) -> Outcome:
         a, b = inputs
-        b_data = b.data if self.layer.op == "add" else -b.data
+        b_data = b.data if self.layer.op == "add" else -b.data.astype(np.int64)
         fmt = self.out_fmt
         total = add_aligned(a.data, a.fmt.fl, b_data, b.fmt.fl, out_frac=fmt.fl, out_bits=64,
                             rounding=rounding, rng=rng)
         codes = np.clip(total, fmt.min_code, fmt.max_code)
-        return Outcome(QTensor(codes, fmt), codes != total)
+        return Outcome(QTensor(codes.astype(fmt.code_dtype), fmt), codes != total)
 
     def _concat(self, inputs: list[QTensor], rounding: str, rng) -> Outcome:
         fmt = self.out_fmt
@@ -290,7 +292,7 @@ class LayerQuant:
                                   rng=rng) for t in inputs]
         joined = np.concatenate(parts, axis=self.layer.attrs["axis"])
         codes = np.clip(joined, fmt.min_code, fmt.max_code)
-        return Outcome(QTensor(codes, fmt), codes != joined)
+        return Outcome(QTensor(codes.astype(fmt.code_dtype), fmt), codes != joined)
 
 
 def _register_text(register) -> str:

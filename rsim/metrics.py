@@ -4,7 +4,9 @@ classification scores, so memory does not grow with the number of samples.
 Per tensor, `ErrorAccumulator.update(reference, simulated, clipped_mask)` is called batch by batch;
 `result()` gives an `ErrorStats`. The first axis of a batch is the sample axis. A compiled pass
 sums each sample's elements (in an order that depends only on the sample's size, vectorized),
-then adds the per-sample sums to float64 running totals in sample order. Feeding the samples in
+then adds the per-sample sums to float64 running totals in sample order. The two steps are
+also separate: `measure_batch` (the heavy pass, thread-safe) and `ErrorAccumulator.add` (the
+ordered fold), so batches can be measured in parallel and folded in order. Feeding the samples in
 any split into batches therefore performs the very same floating-point operations as feeding
 them at once: the results are bitwise equal. Simulated tensors may come as integer codes with a
 scale (values = codes·scale, decoded exactly inside the pass, as fixed point needs). Plain
@@ -39,13 +41,35 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from formats.errors import RsimError
 
 # The running sums: Σr², Σe², Σ|e|, Σr·s, Σs²; the running extremes: max|e|, min s, max s.
 _REF_SQ, _ERR_SQ, _ERR_ABS, _DOT, _SIM_SQ = range(5)
 _MAX_ERR, _SIM_MIN, _SIM_MAX = range(3)
+
+
+def _nan_skipping(name: str):
+    """LLVM's maxnum/minnum on float64: a NaN operand yields the other one (so running extremes
+    skip NaNs), and unlike a compare-and-select the loop vectorizes."""
+
+    @intrinsic
+    def extreme(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            double = ir.DoubleType()
+            fn = builder.module.declare_intrinsic(
+                name, [double], ir.FunctionType(double, [double, double]))
+            return builder.call(fn, args)
+
+        return types.float64(types.float64, types.float64), codegen
+
+    return extreme
+
+
+_maxnum, _minnum = _nan_skipping("llvm.maxnum"), _nan_skipping("llvm.minnum")
 
 
 @njit(cache=True, fastmath={"reassoc", "nsz", "contract"})
@@ -66,28 +90,37 @@ def _sample_sums(reference, simulated, scale):
 
 
 @njit(cache=True)
-def _accumulate(reference, simulated, scale, sums, extremes) -> None:
-    """Fold (samples, elements) `reference` and `simulated` (values simulated·scale) into the
-    running sums, sample by sample, and into the extremes. NaNs are skipped by the extremes
-    here; the sums carry them."""
+def _sample_extremes(reference, simulated, scale, max_err, low, high):
+    """max|e|, min s and max s, updated over one sample (NaNs skipped)."""
+    for i in range(reference.size):
+        s = simulated[i] * scale
+        max_err = _maxnum(max_err, abs(np.float64(reference[i]) - s))
+        low = _minnum(low, s)
+        high = _maxnum(high, s)
+    return max_err, low, high
+
+
+@njit(cache=True, nogil=True)
+def _measure(reference, simulated, scale, per_sample, extremes) -> None:
+    """Per-sample sums of (samples, elements) `reference` and `simulated` (values
+    simulated·scale) into `per_sample` (samples, 5), and the extremes of the batch. NaNs are
+    skipped by the extremes here; the sums carry them."""
     max_err, low, high = extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX]
     for n in range(reference.shape[0]):
-        ref_sq, err_sq, err_abs, dot, sim_sq = _sample_sums(reference[n], simulated[n], scale)
-        sums[_REF_SQ] += ref_sq
-        sums[_ERR_SQ] += err_sq
-        sums[_ERR_ABS] += err_abs
-        sums[_DOT] += dot
-        sums[_SIM_SQ] += sim_sq
-        for i in range(reference.shape[1]):
-            s = simulated[n, i] * scale
-            a = abs(np.float64(reference[n, i]) - s)
-            if a > max_err:
-                max_err = a
-            if s < low:
-                low = s
-            if s > high:
-                high = s
+        per_sample[n, _REF_SQ], per_sample[n, _ERR_SQ], per_sample[n, _ERR_ABS], \
+            per_sample[n, _DOT], per_sample[n, _SIM_SQ] = _sample_sums(reference[n],
+                                                                       simulated[n], scale)
+        max_err, low, high = _sample_extremes(reference[n], simulated[n], scale, max_err, low,
+                                              high)
     extremes[_MAX_ERR], extremes[_SIM_MIN], extremes[_SIM_MAX] = max_err, low, high
+
+
+@njit(cache=True, nogil=True)
+def _fold(per_sample, sums) -> None:
+    """Add the per-sample sums to the running sums, one sample after the other."""
+    for n in range(per_sample.shape[0]):
+        for row in range(per_sample.shape[1]):
+            sums[row] += per_sample[n, row]
 
 
 def _as_samples(array: Any, what: str, codes: bool = False) -> np.ndarray:
@@ -161,28 +194,20 @@ class ErrorAccumulator:
 
     def update(self, reference: Any, simulated: Any, clipped_mask: Any = None, *,
                scale: float | None = None) -> None:
-        """Add one batch (first axis: samples). `clipped_mask` (same shape, bool) marks outputs
-        that saturated. With `scale`, `simulated` holds integer codes of values codes·scale
-        (exact while |codes| < 2^53 and the values are normal floats)."""
-        reference_shape, simulated_shape = np.shape(reference), np.shape(simulated)
-        if reference_shape != simulated_shape:
-            raise RsimError(
-                f"reference shape {reference_shape} and simulated shape {simulated_shape} differ"
-            )
-        if clipped_mask is not None and np.shape(clipped_mask) != reference_shape:
-            raise RsimError(
-                f"clipped mask shape {np.shape(clipped_mask)} does not match the tensor "
-                f"shape {reference_shape}"
-            )
-        if reference_shape and math.prod(reference_shape) == 0:
-            return
-        _accumulate(_as_samples(reference, "reference"),
-                    _as_samples(simulated, "simulated", codes=scale is not None),
-                    1.0 if scale is None else float(scale), self._sums, self._extremes)
-        self.count += math.prod(reference_shape)
-        if clipped_mask is not None:
-            self._clipped += int(np.count_nonzero(clipped_mask))
-            self._masked += int(np.size(clipped_mask))
+        """Add one batch: `add(measure_batch(...))` with the same arguments."""
+        self.add(measure_batch(reference, simulated, clipped_mask, scale=scale))
+
+    def add(self, batch: BatchErrors) -> None:
+        """Fold in a batch measured by `measure_batch`. Batches must come in sample order for
+        bitwise reproducible sums."""
+        _fold(batch.per_sample, self._sums)
+        self._extremes[_MAX_ERR] = _nan_skipping_max(self._extremes[_MAX_ERR], batch.max_err)
+        self._extremes[_SIM_MIN] = -_nan_skipping_max(-self._extremes[_SIM_MIN], -batch.sim_min)
+        self._extremes[_SIM_MAX] = _nan_skipping_max(self._extremes[_SIM_MAX], batch.sim_max)
+        self.count += batch.count
+        if batch.masked is not None:
+            self._clipped += batch.clipped
+            self._masked += batch.masked
 
     def _total(self, row: int) -> float:
         return float(self._sums[row])
@@ -214,6 +239,54 @@ class ErrorAccumulator:
                 else None
             ),
         )
+
+
+def _nan_skipping_max(a: float, b: float) -> float:
+    return a if math.isnan(b) or a >= b else b
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchErrors:
+    """One batch's share of the error statistics (see `measure_batch`)."""
+
+    count: int
+    per_sample: np.ndarray  # (samples, 5): Σr², Σe², Σ|e|, Σr·s, Σs² of each sample
+    max_err: float
+    sim_min: float
+    sim_max: float
+    clipped: int = 0
+    masked: int | None = None  # elements that came with a clipped mask (None: no mask)
+
+
+def measure_batch(reference: Any, simulated: Any, clipped_mask: Any = None, *,
+                  scale: float | None = None) -> BatchErrors:
+    """Measure one batch (first axis: samples) for `ErrorAccumulator.add`: the heavy part, safe
+    to run in several threads at once. `clipped_mask` (same shape, bool) marks outputs that
+    saturated. With `scale`, `simulated` holds integer codes of values codes·scale (exact
+    while |codes| < 2^53 and the values are normal floats)."""
+    reference_shape, simulated_shape = np.shape(reference), np.shape(simulated)
+    if reference_shape != simulated_shape:
+        raise RsimError(
+            f"reference shape {reference_shape} and simulated shape {simulated_shape} differ"
+        )
+    if clipped_mask is not None and np.shape(clipped_mask) != reference_shape:
+        raise RsimError(
+            f"clipped mask shape {np.shape(clipped_mask)} does not match the tensor "
+            f"shape {reference_shape}"
+        )
+    count = math.prod(reference_shape)
+    extremes = np.array([0.0, math.inf, -math.inf])
+    if count:
+        reference = _as_samples(reference, "reference")
+        per_sample = np.empty((reference.shape[0], 5))
+        _measure(reference, _as_samples(simulated, "simulated", codes=scale is not None),
+                 1.0 if scale is None else float(scale), per_sample, extremes)
+    else:
+        per_sample = np.zeros((0, 5))
+    if clipped_mask is None:
+        return BatchErrors(count, per_sample, *extremes)
+    return BatchErrors(count, per_sample, *extremes, clipped=int(np.count_nonzero(clipped_mask)),
+                       masked=int(np.size(clipped_mask)))
 
 
 def _ratio_of_norms(numerator_sq: float, denominator_sq: float) -> float:

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import math
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import yaml
 
@@ -27,6 +31,7 @@ import traces
 from formats import FixedPoint
 from formats.errors import RsimError
 from hwconfigs.schema import Accelerator
+from kernels.threads import kernels_run_concurrently, one_kernel_thread, single_threaded_kernels
 from rsim.assignment import assign, tensors_to_calibrate
 from rsim.bitexact import LayerQuant, Outcome, QTensor, quantize
 from rsim.calibrate import collect_ranges
@@ -35,8 +40,10 @@ from rsim.loader import load
 from rsim.metrics import (
     AccuracyAccumulator,
     AgreementAccumulator,
+    BatchErrors,
     ErrorAccumulator,
     ErrorStats,
+    measure_batch,
 )
 from rsim.network import Network
 from rsim.qspec import QSpec, load_qspec
@@ -124,6 +131,28 @@ class SimResult:
 
 
 @dataclass
+class _LayerBatch:
+    """One layer's measurements on one batch: made where the batch runs, folded in batch order."""
+
+    propagated: BatchErrors
+    isolated: BatchErrors | None  # None: fed the graph inputs, the two runs are one
+    acc: np.ndarray | None  # saturations per output channel, propagated run
+    psum: np.ndarray | None
+    isolated_acc: int
+    isolated_psum: int
+    tensors: dict[str, np.ndarray] | None  # for a tensor trace
+
+
+@dataclass
+class _BatchResult:
+    """One batch through the float path and both simulated paths."""
+
+    reference: np.ndarray  # the float network output
+    simulated: np.ndarray  # the simulated network output (values)
+    layers: dict[str, _LayerBatch]
+
+
+@dataclass
 class _LayerMeters:
     """Streaming measurements of one layer."""
 
@@ -134,17 +163,15 @@ class _LayerMeters:
     isolated_acc: int = 0
     isolated_psum: int = 0
 
-    def count(self, outcome: Outcome, isolated: bool) -> None:
-        stats = outcome.stats
-        if stats is None:
-            return
-        if isolated:
-            self.isolated_acc += stats.acc_saturations
-            self.isolated_psum += stats.psum_saturations
-            return
-        acc, psum = stats.acc_saturations_per_channel, stats.psum_saturations_per_channel
-        self.acc = acc if self.acc is None else self.acc + acc
-        self.psum = psum if self.psum is None else self.psum + psum
+    def fold(self, batch: _LayerBatch) -> None:
+        self.propagated.add(batch.propagated)
+        if batch.isolated is not None:
+            self.isolated.add(batch.isolated)
+        if batch.acc is not None:
+            self.acc = batch.acc if self.acc is None else self.acc + batch.acc
+            self.psum = batch.psum if self.psum is None else self.psum + batch.psum
+        self.isolated_acc += batch.isolated_acc
+        self.isolated_psum += batch.isolated_psum
 
 
 @dataclass
@@ -204,14 +231,19 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
              inputs: Any = None, labels: Any = None, qspec: Any = None,
              trace: str | Path | None = None, batch_size: int = 256, seed: int = 0, *,
              limit: int | None = None, trace_tensors: bool = False,
-             progress: Progress | None = None, command: str = "") -> SimResult:
+             progress: Progress | None = None, command: str = "",
+             threads: int | None = None) -> SimResult:
     """Simulate `network` on accelerator `hw` over `inputs` (an array, a data file or a
     Dataset), beside the float reference, and return per-layer and end-to-end results.
 
     `qspec` (YAML path, mapping or QSpec) overrides formats per layer and sets the calibration;
     `trace` writes an HDF5 trace (checked writable before any compute; written atomically);
-    `limit` caps the number of samples; `seed` seeds stochastic rounding and calibration sampling.
+    `limit` caps the number of samples; `seed` seeds stochastic rounding (a stream per batch,
+    seeded by (seed, batch number)) and calibration sampling. `threads` batches run at once
+    (default: Numba's thread count, i.e. NUMBA_NUM_THREADS or the CPU count); the results are
+    bitwise the same for any number, and memory holds that many batches.
     """
+    threads = _thread_count(threads)
     if not isinstance(network, Network):
         network = load(network)
     accelerator = resolve_accelerator(hw)
@@ -232,7 +264,7 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
             command=command or " ".join(sys.argv)))
     try:
         result = _simulate(network, accelerator, spec, dataset, total, batch_size, seed,
-                           writer, trace_tensors, progress)
+                           writer, trace_tensors, progress, threads)
         if writer is not None:
             writer.set_results(result.results())
             writer.close()
@@ -242,6 +274,16 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
         if writer is not None:
             writer.abort()
         raise
+
+
+def _thread_count(threads: int | None) -> int:
+    """How many batches run at once: `threads`, else Numba's configured thread count; one when
+    Numba's threading layer cannot take parallel kernels from several threads."""
+    if threads is None:
+        threads = numba.config.NUMBA_NUM_THREADS
+    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise RsimError(f"simulate: threads must be a positive integer, got {threads!r}")
+    return threads if threads == 1 or kernels_run_concurrently() else 1
 
 
 def _hw_text(accelerator: Accelerator) -> str:
@@ -272,7 +314,7 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
 
 def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
               total: int, batch_size: int, seed: int, writer, trace_tensors: bool,
-              progress: Progress | None) -> SimResult:
+              progress: Progress | None, threads: int) -> SimResult:
     run = prepare(network, accelerator, spec, dataset, batch_size, seed)
     meters = {}
     for quant in run.quants:
@@ -283,19 +325,32 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         fed_by_inputs = set(quant.layer.inputs) <= set(network.inputs)
         meters[quant.layer.name] = _LayerMeters(
             propagated if fed_by_inputs else ErrorAccumulator(fmt_max), propagated)
-    rng = np.random.default_rng(seed)
     agreement, acc_float, acc_sim = AgreementAccumulator(), AccuracyAccumulator(), AccuracyAccumulator()
+    keep_tensors = writer is not None and trace_tensors
+    parallel = threads > 1
+
+    def simulate_batch(index: int, x: np.ndarray) -> _BatchResult:
+        if parallel:
+            one_kernel_thread()
+        # stochastic rounding draws from a stream per batch: no dependence on the thread count
+        return _run_batch(run, x, np.random.default_rng([seed, index]), keep_tensors)
+
+    batches = ((index, x, y) for index, (x, y) in
+               enumerate(dataset.iter_batches(batch_size, total)))
     done = 0
-    for x, y in dataset.iter_batches(batch_size, total):
-        reference, simulated = _run_batch(run, meters, x, rng,
-                                           writer if trace_tensors else None)
-        agreement.update(reference, simulated)
-        if y is not None:
-            acc_float.update(reference, y)
-            acc_sim.update(simulated, y)
-        done += len(x)
-        if progress is not None:
-            progress(done, total)
+    with single_threaded_kernels() if parallel else nullcontext():
+        for (_, x, y), batch in _in_order(simulate_batch, batches, threads):
+            for name, layer in batch.layers.items():
+                meters[name].fold(layer)
+                if layer.tensors is not None:
+                    writer.append_tensors(name, **layer.tensors)
+            agreement.update(batch.reference, batch.simulated)
+            if y is not None:
+                acc_float.update(batch.reference, y)
+                acc_sim.update(batch.simulated, y)
+            done += len(x)
+            if progress is not None:
+                progress(done, total)
     work = {w.name: w for w in network_work(network, batch=1)}
     plan = schedule(list(work.values()), accelerator, batch=1)
     by_name = {layer.name: layer for layer in plan.layers}
@@ -323,10 +378,32 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         layers=layers, schedule=plan)
 
 
-def _run_batch(run: Prepared, meters: dict[str, _LayerMeters], x: np.ndarray,
-               rng: np.random.Generator, writer) -> tuple[np.ndarray, np.ndarray]:
-    """One batch through the float path and both simulated paths; returns the float and the
-    simulated values of the network output."""
+def _in_order(work: Callable, items: Iterator[tuple], threads: int) -> Iterator[tuple]:
+    """(item, work(item[0], item[1])) for each item, in order, with up to `threads` items in
+    work at once (so memory holds that many batches, not all of them)."""
+    if threads == 1:
+        for item in items:
+            yield item, work(item[0], item[1])
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="rsim-batch") as pool:
+        pending: deque = deque()
+        try:
+            for item in items:
+                pending.append((item, pool.submit(work, item[0], item[1])))
+                if len(pending) == threads:
+                    item, future = pending.popleft()
+                    yield item, future.result()
+            while pending:
+                item, future = pending.popleft()
+                yield item, future.result()
+        finally:
+            for _, future in pending:  # an error or Ctrl-C: drop what has not started
+                future.cancel()
+
+
+def _run_batch(run: Prepared, x: np.ndarray, rng: np.random.Generator,
+               keep_tensors: bool) -> _BatchResult:
+    """One batch through the float path and both simulated paths, measured layer by layer."""
     network = run.network
     reference = network.run_float(x, collect=True)
     reference[network.inputs[0]] = x
@@ -338,28 +415,32 @@ def _run_batch(run: Prepared, meters: dict[str, _LayerMeters], x: np.ndarray,
             quantized[tensor] = run.quantized(tensor, reference[tensor], rng)
         return quantized[tensor]
 
-    final = None
+    layers, final = {}, None
     for quant, _, propagated in run.propagate(x, rng):
-        layer, meter = quant.layer, meters[quant.layer.name]
+        layer = quant.layer
         expected = reference[layer.outputs[0]]
-        meter.propagated.update(expected, propagated.out.data, propagated.clipped,
-                                scale=propagated.out.scale)
-        meter.count(propagated, isolated=False)
-        if meter.isolated is meter.propagated:  # fed the graph inputs: both runs are one
-            meter.count(propagated, isolated=True)
+        errors = measure_batch(expected, propagated.out.data, propagated.clipped,
+                               scale=propagated.out.scale)
+        if set(layer.inputs) <= set(network.inputs):  # the same quantized inputs in both runs
+            isolated, isolated_errors = propagated, None
         else:
             if quant.commutes_with(run.rounding):  # nothing to run: the reference, quantized
                 isolated = Outcome(quantized_reference(layer.outputs[0]))
             else:
                 isolated = quant.run([quantized_reference(t) for t in layer.inputs], rng)
-            meter.isolated.update(expected, isolated.out.data, isolated.clipped,
-                                  scale=isolated.out.scale)
-            meter.count(isolated, isolated=True)
-        if writer is not None:
-            writer.append_tensors(layer.name, **_stored_tensors(expected, propagated.out))
+            isolated_errors = measure_batch(expected, isolated.out.data, isolated.clipped,
+                                            scale=isolated.out.scale)
+        stats, isolated_stats = propagated.stats, isolated.stats
+        layers[layer.name] = _LayerBatch(
+            errors, isolated_errors,
+            acc=None if stats is None else stats.acc_saturations_per_channel,
+            psum=None if stats is None else stats.psum_saturations_per_channel,
+            isolated_acc=0 if isolated_stats is None else isolated_stats.acc_saturations,
+            isolated_psum=0 if isolated_stats is None else isolated_stats.psum_saturations,
+            tensors=_stored_tensors(expected, propagated.out) if keep_tensors else None)
         if layer.outputs[0] == output:
             final = propagated.out.values()
-    return reference[output], final
+    return _BatchResult(reference[output], final, layers)
 
 
 def _stored_tensors(reference: np.ndarray, simulated: QTensor) -> dict[str, np.ndarray]:

@@ -163,9 +163,12 @@ def print_result(result, console: Console) -> None:
               help="Simulate only the first N samples.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of stochastic rounding and calibration sampling.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Batches simulated at once (default: NUMBA_NUM_THREADS, i.e. the CPU "
+              "count); results do not depend on it.")
 def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape, resize, crop,
                      mean, scale, channel_order, grayscale, qspec, trace, trace_tensors, batch,
-                     limit, seed) -> None:
+                     limit, seed, threads) -> None:
     """Simulate MODEL on an accelerator, bit-accurate beside the float reference.
 
     Without MODEL, the shipped default model runs on the shipped validation digits.
@@ -189,5 +192,6 @@ def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape
 
         result = simulate(network, hw=hw, inputs=dataset, qspec=qspec, trace=trace,
                           batch_size=batch, seed=seed, limit=limit, trace_tensors=trace_tensors,
-                          progress=progress, command=shlex.join(["rsim", *sys.argv[1:]]))
+                          progress=progress, command=shlex.join(["rsim", *sys.argv[1:]]),
+                          threads=threads)
     print_result(result, console)
