@@ -28,7 +28,7 @@ from formats.rounding_nb import (
     TOWARD_ZERO,
 )
 from kernels.conv import _pads, _pair
-from kernels.fconv import tap
+from kernels.fconv import pad_nchw, tap
 
 
 @njit(cache=True)
@@ -71,8 +71,9 @@ def _out_size(size: int, k_eff: int, stride: int, before: int, after: int, ceil_
 
 
 @njit(cache=True, nogil=True)
-def _pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, is_max,
-          count_pad, rounding, u, out):  # fmt: skip
+def _avg_pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, count_pad,
+              rounding, u, out):  # fmt: skip
+    """Exact window sums divided by the tap count (0 for a window with no tap)."""
     n_b, n_c, h, w = x.shape
     stochastic = rounding == STOCHASTIC
     for r in range(n_b * n_c):
@@ -80,7 +81,6 @@ def _pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, is
         c = r % n_c
         for y in range(oh):
             for xo in range(ow):
-                best = np.int64(0)
                 total = np.int64(0)
                 count = 0
                 for i in range(kh):
@@ -89,23 +89,21 @@ def _pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, is
                         ix = xo * sw - left + j * dw
                         inside = 0 <= iy < h and 0 <= ix < w
                         if inside:
-                            v = np.int64(x[n, c, iy, ix])
-                            best = v if count == 0 or v > best else best
-                            total += v
+                            total += np.int64(x[n, c, iy, ix])
                             count += 1
                         elif count_pad and -top <= iy < h + pad_h_end and -left <= ix < w + pad_w_end:
                             count += 1
-                if is_max or count == 0:
-                    out[n, c, y, xo] = best
+                if count == 0:
+                    out[n, c, y, xo] = 0
                 else:
                     ui = u[(r * oh + y) * ow + xo] if stochastic else 0.0
                     out[n, c, y, xo] = divide_round(total, count, rounding, ui)
 
 
-def _pool_args(x, kernel, stride, padding, dilation, ceil_mode):
+def _pool_args(x, kernel, stride, padding, dilation, ceil_mode, kinds="iu", what="integer codes"):
     arr = np.asarray(x)
-    if arr.dtype.kind not in "iu" or arr.ndim != 4:
-        raise RsimError(f"x: must be 4-D (NCHW) integer codes, got {arr.dtype} {arr.shape}")
+    if arr.dtype.kind not in kinds or arr.ndim != 4:
+        raise RsimError(f"x: must be 4-D (NCHW) {what}, got {arr.dtype} {arr.shape}")
     kh, kw = _pair(kernel, "kernel", 1)
     sh, sw = _pair(kernel if stride is None else stride, "stride", 1)
     dh, dw = _pair(dilation, "dilation", 1)
@@ -117,23 +115,37 @@ def _pool_args(x, kernel, stride, padding, dilation, ceil_mode):
     return arr, (kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow)
 
 
+def _covered(n_out: int, stride: int, begin: int, dilation: int, size: int, k: int) -> np.ndarray:
+    """Per output position along one axis: whether any kernel tap falls inside the input."""
+    starts = np.arange(n_out) * stride - begin
+    taps = starts[:, None] + dilation * np.arange(k)[None, :]
+    return ((taps >= 0) & (taps < size)).any(axis=1)
+
+
 def max_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, padding=0,
                dilation=1, ceil_mode: bool = False) -> np.ndarray:  # fmt: skip
-    """Max over each window of NCHW integer codes (padded taps ignored), in x's dtype."""
+    """Max over each window of NCHW integer codes or float values (padded taps ignored; NaN
+    propagates), in x's dtype. A window with no tap inside the input (dilated windows in the
+    padding) gives 0 for codes and -inf for floats.
+
+    A running maximum over the kernel's tap views of the input padded with the dtype's lowest
+    value: a few vectorized passes, faster than a per-window loop."""
     arr, (kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow) = _pool_args(
-        x, kernel, stride, padding, dilation, ceil_mode)
-    inside = (top == left == 0 and (oh - 1) * sh + dh * (kh - 1) < arr.shape[2]
-              and (ow - 1) * sw + dw * (kw - 1) < arr.shape[3])  # fmt: skip
-    if inside:  # no window reaches padding: a running maximum over the kernel's tap views
-        out = None
-        for i in range(kh):
-            for j in range(kw):
-                view = tap(arr, i, j, (sh, sw), (dh, dw), (oh, ow))
-                out = view.copy() if out is None else np.maximum(out, view, out=out)
-        return out
-    out = np.empty((arr.shape[0], arr.shape[1], oh, ow), arr.dtype)
-    _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
-          True, False, Rounding.FLOOR.code, np.zeros(1), out)  # fmt: skip
+        x, kernel, stride, padding, dilation, ceil_mode, "iuf", "integer codes or floats")
+    floats = arr.dtype.kind == "f"
+    lowest = -np.inf if floats else np.iinfo(arr.dtype).min
+    # ceil mode: the last window may hang past the end padding
+    below = max(bottom, (oh - 1) * sh + dh * (kh - 1) + 1 - arr.shape[2] - top)
+    beyond = max(right, (ow - 1) * sw + dw * (kw - 1) + 1 - arr.shape[3] - left)
+    padded = pad_nchw(arr, (top, left, below, beyond), lowest)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            view = tap(padded, i, j, (sh, sw), (dh, dw), (oh, ow))
+            out = view.copy() if out is None else np.maximum(out, view, out=out)
+    empty = 0 if not floats else -np.inf
+    out[:, :, ~_covered(oh, sh, top, dh, arr.shape[2], kh)] = empty
+    out[:, :, :, ~_covered(ow, sw, left, dw, arr.shape[3], kw)] = empty
     return out
 
 
@@ -151,6 +163,6 @@ def avg_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
         if not isinstance(rng, np.random.Generator):
             raise RsimError("rng: rounding=stochastic needs a numpy.random.Generator")
         u = rng.random(out.size)
-    _pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow,
-          False, bool(count_include_pad), mode.code, u, out)  # fmt: skip
+    _avg_pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh,
+              ow, bool(count_include_pad), mode.code, u, out)  # fmt: skip
     return out

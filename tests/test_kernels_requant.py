@@ -150,6 +150,29 @@ def _window_reference(x, kernel, stride, pads, ceil_mode):
                     yield (n, c, y, xo), inside, padded, (oh, ow)
 
 
+@pytest.mark.parametrize("dilation, pads", [((1, 1), (1, 1, 1, 1)), ((3, 2), (4, 3, 2, 1))])
+def test_float_max_pool_skips_padding_propagates_nan_and_fills_empty_windows(dilation, pads):
+    """Float windows as ONNX MaxPool sees them: padding never wins, a NaN in a window is its
+    maximum, and a dilated window left with no tap inside the input is -inf."""
+    x = np.random.default_rng(6).normal(size=(2, 2, 7, 9)).astype(np.float32)
+    x[0, 1, 3, 4] = np.nan
+    (kh, kw), (sh, sw), (dh, dw) = (2, 3), (1, 2), dilation
+    top, left, bottom, right = pads
+    out = kernels.max_pool2d(x, (kh, kw), stride=(sh, sw), padding=pads, dilation=dilation)
+    oh = (7 + top + bottom - dh * (kh - 1) - 1) // sh + 1
+    ow = (9 + left + right - dw * (kw - 1) - 1) // sw + 1
+    assert out.shape == (2, 2, oh, ow) and out.dtype == np.float32
+    empty = 0
+    for (n, c, y, xo), value in np.ndenumerate(out):
+        taps = [x[n, c, i, j] for i in range(y * sh - top, y * sh - top + kh * dh, dh)
+                for j in range(xo * sw - left, xo * sw - left + kw * dw, dw)
+                if 0 <= i < 7 and 0 <= j < 9]  # fmt: skip
+        empty += not taps
+        expected = -np.inf if not taps else (np.nan if np.isnan(taps).any() else max(taps))
+        np.testing.assert_equal(value, expected)
+    assert empty == (0 if dilation == (1, 1) else 2 * 2 * ow)
+
+
 @pytest.mark.parametrize("ceil_mode", [False, True])
 @pytest.mark.parametrize("count_include_pad", [False, True])
 def test_pooling_windows_and_average_rounding_match_the_exact_definition(ceil_mode, count_include_pad):

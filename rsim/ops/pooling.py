@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.pool import max_pool2d
 from rsim.ops.registry import OpSpec, register
 from rsim.ops.windows import pad_nchw, tap, window_out_size
 
@@ -57,7 +58,9 @@ def _windowed(x, attrs, fill, reduce):
 
 
 def _maxpool_forward(arrays, attrs, params):
-    return _windowed(arrays[0], attrs, -np.inf, np.maximum)
+    """`kernels.max_pool2d`: one compiled pass, NaN propagating, for floats as for codes."""
+    return max_pool2d(arrays[0], attrs["kernel"], stride=attrs["strides"], padding=attrs["pads"],
+                      dilation=attrs["dilations"], ceil_mode=attrs["ceil_mode"])
 
 
 def _avgpool_forward(arrays, attrs, params):
