@@ -5,12 +5,16 @@ a run over 5000 samples against one over 500 (target: within 1.3x; no tensor tra
 
 The simulation is warmed up first (Numba compiles once per install, cached on disk), then timed
 as a user runs it: float reference path, bit-accurate propagated and isolated paths, metrics.
+rsim's float path alone (the reference every simulation computes, all tensors kept) is timed
+too: the two bit-accurate paths each add as much convolution work again, so three times its
+ratio to onnxruntime is what the simulation cannot beat without faster convolutions.
 Peak memory is tracemalloc's peak of the simulate call, which numpy reports its buffers to.
 
 Runs twice, each in a fresh process (BLAS thread counts are fixed when numpy loads): with one
 thread for both (OPENBLAS_NUM_THREADS=1, NUMBA_NUM_THREADS=1, onnxruntime intra_op_num_threads=1:
-the fair comparison on a shared machine), and with every library's default thread pool. The
-simulation is timed three times; the best run counts and the range is printed.
+the fair comparison on a shared machine), and with every library's default thread pool (rsim
+then simulates NUMBA_NUM_THREADS batches at once, one per core). The simulation is timed three
+times; the best run counts and the range is printed.
 """
 
 from __future__ import annotations
@@ -51,7 +55,8 @@ def run(threads: int, memory: bool) -> None:
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        result = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH)
+        result = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH,
+                          threads=threads or None)
         times.append(time.perf_counter() - start)
     t_sim = min(times)
 
@@ -68,11 +73,20 @@ def run(threads: int, memory: bool) -> None:
             session.run(None, {name: x[first:first + BATCH]})
         ort_times.append(time.perf_counter() - start)
     t_ort = min(ort_times)
+    float_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for first in range(0, len(x), BATCH):
+            network.run_float(x[first:first + BATCH], collect=True)
+        float_times.append(time.perf_counter() - start)
+    t_float = min(float_times)
 
     print(f"mnist-8, {result.samples} digits, batch {BATCH}: rsim simulate {t_sim:.2f} s "
           f"(runs {min(times):.2f}..{max(times):.2f} s), onnxruntime float {t_ort:.3f} s, "
           f"ratio {t_sim / t_ort:.1f}x (agreement {100 * result.agreement:.2f} %, accuracy float "
           f"{100 * result.accuracy_float:.2f} % / simulated {100 * result.accuracy_sim:.2f} %)")
+    print(f"rsim float path alone (all tensors kept): {t_float:.3f} s, {t_float / t_ort:.1f}x "
+          "onnxruntime")
     if not memory:
         return
     peaks = {}
