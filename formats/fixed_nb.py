@@ -77,23 +77,13 @@ def fixed_code(
 
 
 @njit(cache=True, inline="always")
-def _codes_loop(rounding, x, u, codes, params):
-    scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow = params
-    nan_count = 0
-    for i in range(x.size):
-        xi = np.float64(x[i])
-        nan_count += np.int64(xi != xi)
-        ui = u[i] if rounding == STOCHASTIC else 0.0
-        codes[i] = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
-                              overflow, rounding, ui)
-    return nan_count
-
-
-@njit(cache=True, inline="always")
-def _codes_clipped_loop(rounding, x, u, out, params):
+def _codes_loop(rounding, x, u, out, params):
+    """codes[i] = the code of x[i]; with a non-empty `clipped`, also whether x[i] lay outside
+    [min, max] (x < min exactly when x * 2^fl < min_code: the scaling is exact)."""
     scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow = params
     codes, clipped = out
-    low = np.float64(min_code)  # x < min exactly when x * 2^fl < min_code (scaling is exact)
+    mark = clipped.size > 0
+    low = np.float64(min_code)
     high = np.float64(max_code)
     nan_count = 0
     for i in range(x.size):
@@ -102,8 +92,9 @@ def _codes_clipped_loop(rounding, x, u, out, params):
         ui = u[i] if rounding == STOCHASTIC else 0.0
         codes[i] = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
                               overflow, rounding, ui)
-        y = xi * scale
-        clipped[i] = y > high or y < low
+        if mark:
+            y = xi * scale
+            clipped[i] = y > high or y < low
     return nan_count
 
 
@@ -130,14 +121,14 @@ def _values_loop(rounding, x, u, out, params):
 def fixed_codes_array(x, params, rounding, u, codes):
     """codes[i] = fixed_code(x[i], *params, rounding, u[i]) over flat arrays; returns the number
     of NaN inputs."""
-    return by_rounding(_codes_loop, rounding, x, u, codes, params)
+    return by_rounding(_codes_loop, rounding, x, u, (codes, np.empty(0, np.bool_)), params)
 
 
 @njit(cache=True, nogil=True)
 def fixed_codes_clipped_array(x, params, rounding, u, codes, clipped):
     """`fixed_codes_array` that also marks in `clipped` the inputs outside [min, max] (which
     saturate); returns the number of NaN inputs."""
-    return by_rounding(_codes_clipped_loop, rounding, x, u, (codes, clipped), params)
+    return by_rounding(_codes_loop, rounding, x, u, (codes, clipped), params)
 
 
 @njit(cache=True, nogil=True)
