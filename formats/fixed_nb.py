@@ -14,7 +14,7 @@ import math
 import numpy as np
 from numba import njit
 
-from formats.rounding_nb import STOCHASTIC, WRAP, by_rounding, round_to_integer
+from formats.rounding_nb import NEAREST_EVEN, STOCHASTIC, WRAP, by_rounding, round_to_integer
 
 _TINY = 5e-324  # stands in for a product x * 2^fl that underflowed: keeps sign and "not zero"
 
@@ -77,6 +77,15 @@ def fixed_code(
 
 
 @njit(cache=True, inline="always")
+def _is_clamped_rint(rounding, overflow, min_code, max_code):
+    """Whether `fixed_code` reduces to min(max(rint(x·2^fl), min_code), max_code): nearest-even
+    into a saturating range that float64 holds exactly. The loops then vectorize; a NaN's
+    result is garbage there, but NaNs are counted and rejected by the callers."""
+    return (rounding == NEAREST_EVEN and overflow != WRAP
+            and -(1 << 53) <= min_code and max_code <= (1 << 53))
+
+
+@njit(cache=True, inline="always")
 def _codes_loop(rounding, x, u, out, params):
     """codes[i] = the code of x[i]; with a non-empty `clipped`, also whether x[i] lay outside
     [min, max] (x < min exactly when x * 2^fl < min_code: the scaling is exact)."""
@@ -85,13 +94,17 @@ def _codes_loop(rounding, x, u, out, params):
     mark = clipped.size > 0
     low = np.float64(min_code)
     high = np.float64(max_code)
+    clamped_rint = _is_clamped_rint(rounding, overflow, min_code, max_code)
     nan_count = 0
     for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
-        ui = u[i] if rounding == STOCHASTIC else 0.0
-        codes[i] = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
-                              overflow, rounding, ui)
+        if clamped_rint:
+            codes[i] = min(max(np.rint(xi * scale), low), high)
+        else:
+            ui = u[i] if rounding == STOCHASTIC else 0.0
+            codes[i] = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
+                                  overflow, rounding, ui)
         if mark:
             y = xi * scale
             clipped[i] = y > high or y < low
@@ -103,16 +116,20 @@ def _values_loop(rounding, x, u, out, params):
     scale, wrap_period, lo, hi, modulus, min_code, max_code, overflow, step = params
     low = np.float64(min_code)  # exact up to 53 bits; wider codes round like their values do
     high = np.float64(max_code)
+    clamped_rint = _is_clamped_rint(rounding, overflow, min_code, max_code)
     nan_count = 0
     for i in range(x.size):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
-        ui = u[i] if rounding == STOCHASTIC else 0.0
-        r = _rounded_code(xi, scale, wrap_period, overflow, rounding, ui)
-        if overflow == WRAP:
-            r = _wrapped(r, lo, hi, modulus)
+        if clamped_rint:
+            r = min(max(np.rint(xi * scale), low), high)
         else:
-            r = min(max(r, low), high)
+            ui = u[i] if rounding == STOCHASTIC else 0.0
+            r = _rounded_code(xi, scale, wrap_period, overflow, rounding, ui)
+            if overflow == WRAP:
+                r = _wrapped(r, lo, hi, modulus)
+            else:
+                r = min(max(r, low), high)
         out[i] = r * step + 0.0  # fixed point has no -0
     return nan_count
 
