@@ -105,20 +105,23 @@ def _count(value: int) -> str:
 def print_result(result, console: Console) -> None:
     """The per-layer drift table and the totals of a SimResult."""
     table = Table(title=f"rsim simulate: {result.samples} samples", title_justify="left")
-    for column, justify in (("layer", "left"), ("op", "left"), ("formats (in → out; w; acc)", "left"),
+    for column, justify in (("layer", "left"), ("op", "left"), ("formats: in→out, w, acc", "left"),
                             ("SQNR iso dB", "right"), ("SQNR prop dB", "right"),
                             ("max err", "right"), ("clip %", "right"), ("sat acc/psum", "right"),
                             ("cycles", "right"), ("util %", "right")):
-        table.add_column(column, justify=justify)
+        # names and formats wrap rather than lose their distinguishing ends
+        table.add_column(column, justify=justify,
+                         overflow="fold" if column in ("layer", "formats: in→out, w, acc") else "ellipsis")
     for layer in result.layers.values():
         f = layer.formats
-        formats = f"{f.get('input', '')} → {f.get('output', '')}"
+        formats = [f"{f.get('input', '')}→{f.get('output', '')}"]
         if "weights" in f:
-            formats += f"; w {f['weights']}"
+            formats.append(f"w {f['weights']}")
         if "accumulator" in f:
-            formats += f"; {f['accumulator']}"
+            formats.append(f"acc {f['accumulator']}")
         if layer.float_emulated:
-            formats += " (float)"
+            formats.append("(float-emulated)")
+        formats = "\n".join(formats)
         schedule = layer.schedule
         table.add_row(
             layer.name, layer.op, formats, _db(layer.isolated.sqnr_db),
