@@ -50,6 +50,7 @@ from rsim.qspec import QSpec, load_qspec
 from rsim.schedule import LayerSchedule, Schedule, schedule
 from rsim.schedule.from_network import network_work
 
+DEFAULT_MAX_THREADS = 8  # batches in memory at once unless asked for more: large models are big
 Progress = Callable[[int, int], None]
 """Called after every batch with (samples done, samples in all)."""
 
@@ -240,8 +241,9 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
     `trace` writes an HDF5 trace (checked writable before any compute; written atomically);
     `limit` caps the number of samples; `seed` seeds stochastic rounding (a stream per batch,
     seeded by (seed, batch number)) and calibration sampling. `threads` batches run at once
-    (default: Numba's thread count, i.e. NUMBA_NUM_THREADS or the CPU count); the results are
-    bitwise the same for any number, and memory holds that many batches.
+    (default: Numba's thread count, i.e. NUMBA_NUM_THREADS or the CPU count, at most
+    `DEFAULT_MAX_THREADS`); the results are bitwise the same for any number, and memory holds
+    that many batches.
     """
     threads = _thread_count(threads)
     if not isinstance(network, Network):
@@ -277,10 +279,11 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
 
 
 def _thread_count(threads: int | None) -> int:
-    """How many batches run at once: `threads`, else Numba's configured thread count; one when
-    Numba's threading layer cannot take parallel kernels from several threads."""
+    """How many batches run at once: `threads`, else Numba's configured thread count up to
+    `DEFAULT_MAX_THREADS`; one when Numba's threading layer cannot take parallel kernels from
+    several threads."""
     if threads is None:
-        threads = numba.config.NUMBA_NUM_THREADS
+        threads = min(numba.config.NUMBA_NUM_THREADS, DEFAULT_MAX_THREADS)
     elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise RsimError(f"simulate: threads must be a positive integer, got {threads!r}")
     return threads if threads == 1 or kernels_run_concurrently() else 1

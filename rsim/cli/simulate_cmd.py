@@ -167,8 +167,8 @@ def print_result(result, console: Console) -> None:
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of stochastic rounding and calibration sampling.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Batches simulated at once (default: NUMBA_NUM_THREADS, i.e. the CPU "
-              "count); results do not depend on it.")
+              help="Batches simulated at once, each in memory (default: NUMBA_NUM_THREADS, "
+              "i.e. the CPU count, at most 8); results do not depend on it.")
 def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape, resize, crop,
                      mean, scale, channel_order, grayscale, qspec, trace, trace_tensors, batch,
                      limit, seed, threads) -> None:
