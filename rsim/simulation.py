@@ -45,7 +45,7 @@ from rsim.metrics import (
     ErrorStats,
     measure_batch,
 )
-from rsim.network import Network
+from rsim.network import Layer, Network
 from rsim.qspec import QSpec, load_qspec
 from rsim.schedule import LayerSchedule, Schedule, schedule
 from rsim.schedule.from_network import network_work
@@ -324,10 +324,9 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         out_max = quant.out_fmt.max
         fmt_max = out_max if math.isfinite(out_max) and out_max > 0 else None
         propagated = ErrorAccumulator(fmt_max)
-        # a layer fed only graph inputs sees the same quantized inputs in both runs
-        fed_by_inputs = set(quant.layer.inputs) <= set(network.inputs)
         meters[quant.layer.name] = _LayerMeters(
-            propagated if fed_by_inputs else ErrorAccumulator(fmt_max), propagated)
+            propagated if _fed_by_inputs(quant.layer, network) else ErrorAccumulator(fmt_max),
+            propagated)
     agreement, acc_float, acc_sim = AgreementAccumulator(), AccuracyAccumulator(), AccuracyAccumulator()
     keep_tensors = writer is not None and trace_tensors
     parallel = threads > 1
@@ -335,8 +334,9 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
     def simulate_batch(index: int, x: np.ndarray) -> _BatchResult:
         if parallel:
             one_kernel_thread()
-        # stochastic rounding draws from a stream per batch: no dependence on the thread count
-        return _run_batch(run, x, np.random.default_rng([seed, index]), keep_tensors)
+        # stochastic rounding draws from a stream per batch (no dependence on the thread
+        # count), apart from the stream of the constants ([seed, 1])
+        return _run_batch(run, x, np.random.default_rng([seed, 0, index]), keep_tensors)
 
     batches = ((index, x, y) for index, (x, y) in
                enumerate(dataset.iter_batches(batch_size, total)))
@@ -379,6 +379,12 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         top5_float=acc_float.accuracy(5) if labelled else None,
         top5_sim=acc_sim.accuracy(5) if labelled else None,
         layers=layers, schedule=plan)
+
+
+def _fed_by_inputs(layer: Layer, network: Network) -> bool:
+    """Whether the layer reads only graph inputs: then it sees the same quantized inputs in the
+    isolated and the propagated run, and the two runs are one."""
+    return set(layer.inputs) <= set(network.inputs)
 
 
 def _in_order(work: Callable, items: Iterator[tuple], threads: int) -> Iterator[tuple]:
@@ -424,7 +430,7 @@ def _run_batch(run: Prepared, x: np.ndarray, rng: np.random.Generator,
         expected = reference[layer.outputs[0]]
         errors = measure_batch(expected, propagated.out.data, propagated.clipped,
                                scale=propagated.out.scale)
-        if set(layer.inputs) <= set(network.inputs):  # the same quantized inputs in both runs
+        if _fed_by_inputs(layer, network):
             isolated, isolated_errors = propagated, None
         else:
             if quant.commutes_with(run.rounding):  # nothing to run: the reference, quantized
