@@ -12,9 +12,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from formats.base import Field, ScalarFormat, as_flat, check_int, int_dtype_for, uniforms
+from formats.base import (
+    Field,
+    ScalarFormat,
+    as_flat,
+    check_int,
+    int_dtype_for,
+    uniforms,
+)
 from formats.errors import RsimError
-from formats.fixed_nb import fixed_codes_array, fixed_codes_clipped_array, fixed_values_array
+from formats.fixed_nb import (
+    fixed_codes_array,
+    fixed_codes_clipped_array,
+    fixed_values_array,
+)
 from formats.modes import Overflow, Rounding
 from formats.spec import Args, alias_of, register, register_alias
 

@@ -14,7 +14,13 @@ import math
 import numpy as np
 from numba import njit
 
-from formats.rounding_nb import NEAREST_EVEN, STOCHASTIC, WRAP, by_rounding, round_to_integer
+from formats.rounding_nb import (
+    NEAREST_EVEN,
+    STOCHASTIC,
+    WRAP,
+    by_rounding,
+    round_to_integer,
+)
 
 _TINY = 5e-324  # stands in for a product x * 2^fl that underflowed: keeps sign and "not zero"
 
@@ -73,7 +79,7 @@ def fixed_code(
     if not r >= lo:  # also catches NaN
         return min_code
     c = np.int64(r)
-    return min_code if c < min_code else c
+    return max(c, min_code)
 
 
 @njit(cache=True, inline="always")

@@ -1,7 +1,7 @@
 """Bit-accurate integer and minifloat kernels: GEMM/convolution with a modelled accumulator,
 requantization, pooling and element-wise ops on codes."""
 
-from kernels.conv import conv2d, conv_transpose2d
+from kernels.conv import conv2d, conv2d_changed, conv_transpose2d
 from kernels.elementwise import add_aligned, clip, fixed_values, relu, relu6
 from kernels.gemm import gemm
 from kernels.minifloat import (
@@ -28,6 +28,7 @@ __all__ = [
     "avg_pool2d",
     "clip",
     "conv2d",
+    "conv2d_changed",
     "conv_transpose2d",
     "fixed_values",
     "gemm",

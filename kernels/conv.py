@@ -234,6 +234,109 @@ def conv2d(
     )  # fmt: skip
 
 
+def _reached(size: int, k: int, stride: int, dilation: int, begin: int, n_out: int) -> np.ndarray:
+    """(size, k): the output position that kernel tap k of input position p feeds, or -1."""
+    t = np.arange(size)[:, None] + begin - dilation * np.arange(k)[None, :]
+    out = t // stride
+    return np.where((t >= 0) & (t % stride == 0) & (out < n_out), out, -1)
+
+
+@njit(cache=True, nogil=True)
+def _scatter_changes(change, w_t, rows, cols, out):
+    """out[n, rows[y, i], cols[x, j], g·Og:(g+1)·Og] += change[n, c, y, x] · w_t[g, c mod Cg,
+    i, j, :] for every nonzero change and every tap that reads it (change, w_t and out share
+    a dtype; flat unsigned offsets let the innermost loop over output channels vectorize)."""
+    _, cg, kh, kw, og = w_t.shape
+    n_b, n_c, h, w = change.shape
+    oh, ow, n_o = out.shape[1], out.shape[2], out.shape[3]
+    flat_out, flat_w = out.reshape(-1), w_t.reshape(-1)
+    for n in range(n_b):
+        for c in range(n_c):
+            g = c // cg
+            cc = c - g * cg
+            for y in range(h):
+                for x in range(w):
+                    d = change[n, c, y, x]
+                    if d == 0:
+                        continue
+                    for i in range(kh):
+                        oy = rows[y, i]
+                        if oy < 0:
+                            continue
+                        for j in range(kw):
+                            ox = cols[x, j]
+                            if ox < 0:
+                                continue
+                            at = np.uint64(((n * oh + oy) * ow + ox) * n_o + g * og)
+                            taps = np.uint64((((g * cg + cc) * kh + i) * kw + j) * og)
+                            for o in range(np.uint64(og)):
+                                flat_out[at + o] += d * flat_w[taps + o]
+
+
+def conv2d_changed(
+    acc: np.ndarray,
+    x_before: np.ndarray,
+    x: np.ndarray,
+    w: np.ndarray,
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, ...] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    acc_bits: int,
+    acc_overflow: str = "saturate",
+    k_chunk: int | None = None,
+    psum_bits: int | None = None,
+    psum_overflow: str = "saturate",
+    bias: np.ndarray | None = None,
+    bias_mode: str = "post",
+    max_changed: float = 0.125,
+) -> tuple[np.ndarray, AccumulatorStats] | None:
+    """`conv2d(x, w, ...)` from `acc`, the result of the same convolution on `x_before`, when x
+    changes at most `max_changed` of the codes; None when that does not hold or when either
+    input could make a register overflow (then call `conv2d`).
+
+    With every partial sum of both inputs provably inside the registers (K·max|x|·max|w| +
+    max|bias| within the plan's limit) the convolution is exact integer arithmetic, hence
+    linear: the result is acc plus the convolution of x − x_before, which costs a scatter over
+    the changed codes only. The counters are all zero, as `conv2d`'s would be.
+    """
+    plan = ReductionPlan.build(
+        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
+        psum_overflow=psum_overflow, bias_mode=bias_mode,
+    )  # fmt: skip
+    x = int_codes(x, "x", ndim=4)
+    x_before = int_codes(x_before, "x_before", ndim=4)
+    w = int_codes(w, "w", ndim=4)
+    strides, pads, dilations = _pair(stride, "stride", 1), _pads(padding), _pair(dilation, "dilation", 1)
+    oh, ow = conv_out_hw(x.shape, w.shape, strides, pads, dilations, int(groups), "chw")
+    expected = (x.shape[0], w.shape[0], oh, ow)
+    if x_before.shape != x.shape or np.shape(acc) != expected:
+        raise RsimError(f"x_before {x_before.shape}, x {x.shape} and acc {np.shape(acc)} must "
+                        f"match: acc is the (N, O, OH, OW) = {expected} result on x_before")
+    bias_arr = check_bias(bias, w.shape[0], plan)
+    bias_max = 0 if bias_arr is None else max_abs(bias_arr)
+    n_taps, w_max = w[0].size, max_abs(w)
+    if max(max_abs(x), max_abs(x_before)) * n_taps * w_max + bias_max > plan.safe_limit:
+        return None
+    # every output's change, and each partial sum of it, is bounded like the outputs: int32
+    # holds it unless the codes are wide
+    span = 2 * max(max_abs(x), max_abs(x_before)) * n_taps * w_max
+    dtype = np.int32 if span < 2**31 else np.int64
+    change = np.subtract(x, x_before, dtype=dtype)
+    if np.count_nonzero(change) > max_changed * change.size:
+        return None
+    out_ch, cg, kh, kw = w.shape
+    w_t = w.reshape(groups, out_ch // groups, cg, kh, kw).transpose(0, 2, 3, 4, 1)
+    changes = np.zeros((x.shape[0], oh, ow, out_ch), dtype)
+    rows = _reached(x.shape[2], kh, strides[0], dilations[0], pads[0], oh)
+    cols = _reached(x.shape[3], kw, strides[1], dilations[1], pads[1], ow)
+    _scatter_changes(change, np.ascontiguousarray(w_t, dtype), rows, cols, changes)
+    out = np.asarray(acc, np.int64) + changes.transpose(0, 3, 1, 2)
+    no_events = np.broadcast_to(np.zeros((), np.int64), out.shape)
+    return out, AccumulatorStats(no_events, no_events, 1, 0)
+
+
 def conv_transpose2d(
     x: np.ndarray,
     w: np.ndarray,

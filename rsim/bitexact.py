@@ -173,6 +173,25 @@ class LayerQuant:
             return self._concat(inputs, rounding, rng)
         raise RsimError(f"layer '{self.layer.name}': op {op!r} has no bit-accurate model")
 
+    def run_changed(self, inputs: list[QTensor], before: list[QTensor], outcome: Outcome,
+                    rng: np.random.Generator | None = None) -> Outcome:
+        """`run(inputs)`, given the `outcome` of `run(before)` on inputs of the same formats
+        that differ in a few codes: a convolution that provably cannot overflow a register
+        reuses the accumulators and convolves only the changed codes
+        (`kernels.conv2d_changed`); anything else runs afresh."""
+        layer, attrs = self.layer, self.layer.attrs
+        if (layer.op == "conv" and self.integer and not self.float_emulated
+                and outcome.acc is not None and inputs[0].fmt == before[0].fmt):
+            changed = kernels.conv2d_changed(
+                outcome.acc, before[0].data, inputs[0].data, self.weights,
+                stride=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
+                groups=attrs["groups"], bias=self.bias, **self.plan.gemm_kwargs())
+            if changed is not None:
+                acc, stats = changed
+                out, clipped = self._requantize(acc, self.acc_fl, rng)
+                return Outcome(out, clipped, acc, stats)
+        return self.run(inputs, rng)
+
     # -- MAC layers ---------------------------------------------------------------------------
 
     def _mac_integer(self, inputs: list[QTensor], rng) -> Outcome:

@@ -31,7 +31,11 @@ import traces
 from formats import FixedPoint
 from formats.errors import RsimError
 from hwconfigs.schema import Accelerator
-from kernels.threads import kernels_run_concurrently, one_kernel_thread, single_threaded_kernels
+from kernels.threads import (
+    kernels_run_concurrently,
+    one_kernel_thread,
+    single_threaded_kernels,
+)
 from rsim.assignment import assign, tensors_to_calibrate
 from rsim.bitexact import LayerQuant, Outcome, QTensor, quantize
 from rsim.calibrate import collect_ranges
@@ -425,7 +429,7 @@ def _run_batch(run: Prepared, x: np.ndarray, rng: np.random.Generator,
         return quantized[tensor]
 
     layers, final = {}, None
-    for quant, _, propagated in run.propagate(x, rng):
+    for quant, inputs, propagated in run.propagate(x, rng):
         layer = quant.layer
         expected = reference[layer.outputs[0]]
         errors = measure_batch(expected, propagated.out.data, propagated.clipped,
@@ -435,8 +439,9 @@ def _run_batch(run: Prepared, x: np.ndarray, rng: np.random.Generator,
         else:
             if quant.commutes_with(run.rounding):  # nothing to run: the reference, quantized
                 isolated = Outcome(quantized_reference(layer.outputs[0]))
-            else:
-                isolated = quant.run([quantized_reference(t) for t in layer.inputs], rng)
+            else:  # the reference inputs, quantized, differ from the simulated ones in few codes
+                isolated = quant.run_changed([quantized_reference(t) for t in layer.inputs],
+                                             inputs, propagated, rng)
             isolated_errors = measure_batch(expected, isolated.out.data, isolated.clipped,
                                             scale=isolated.out.scale)
         stats, isolated_stats = propagated.stats, isolated.stats

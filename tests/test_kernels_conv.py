@@ -86,6 +86,46 @@ def test_event_free_convs_take_float32_blas_and_equal_the_direct_reference(case,
     assert stats.acc_saturations == stats.psum_saturations == stats.outputs_at_risk == 0
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases(), st.integers(0, 2**32 - 1), st.sampled_from([None, 2]))
+def test_conv2d_changed_equals_the_direct_reference_on_the_changed_input(case, seed, k_chunk):
+    """The accumulators of x from those of x_before, scattering only the changed codes, equal
+    the direct reduction of x, with any geometry (groups, stride, dilation, padding)."""
+    x_before, w, geo, _, bias = case
+    rng = np.random.default_rng(seed)
+    x = np.where(rng.random(x_before.shape) < 0.1, x_before + rng.integers(-2, 3, x_before.shape),
+                 x_before)  # fmt: skip
+    plan = {"acc_bits": 32, "acc_overflow": "saturate", "k_chunk": k_chunk}
+    if k_chunk is not None:
+        plan |= {"psum_bits": 32, "psum_overflow": "saturate"}
+    geo = geo | {"pad_value": 0, "k_order": "chw"}
+    conv = {"stride": geo["stride"], "padding": geo["pads"], "dilation": geo["dilation"],
+            "groups": geo["groups"], "bias": bias, **plan}  # fmt: skip
+    before, _ = kernels.conv2d(x_before, w, **conv)
+    changed = kernels.conv2d_changed(before, x_before, x, w, max_changed=1.0, **conv)
+    assert changed is not None
+    out, stats = changed
+    ref, _, _ = conv2d_reference(x, w, bias=bias, **geo, **plan)
+    assert out.dtype == np.int64 and np.array_equal(out, ref)
+    assert stats.acc_saturations == stats.psum_saturations == stats.outputs_at_risk == 0
+
+
+def test_conv2d_changed_declines_many_changes_and_possible_overflow():
+    rng = np.random.default_rng(3)
+    x_before = rng.integers(-100, 100, (2, 3, 6, 6))
+    w = rng.integers(-100, 100, (4, 3, 3, 3))
+    x = x_before.copy()
+    x[0, 0, 0, :3] += 1  # 3 of 216 codes change
+    acc, _ = kernels.conv2d(x_before, w, acc_bits=32)
+    assert kernels.conv2d_changed(acc, x_before, x, w, acc_bits=32) is not None
+    assert kernels.conv2d_changed(acc, x_before, x, w, acc_bits=32, max_changed=0.01) is None
+    # 27 taps of 100·100 need 19 bits: a 16-bit accumulator could saturate, linearity fails
+    acc16, _ = kernels.conv2d(x_before, w, acc_bits=16)
+    assert kernels.conv2d_changed(acc16, x_before, x, w, acc_bits=16) is None
+    with pytest.raises(RsimError, match="must match"):
+        kernels.conv2d_changed(acc[:1], x_before, x, w, acc_bits=32)
+
+
 @pytest.mark.parametrize("channels", [63, 64, 65])
 def test_float32_conv_stays_exact_across_the_2_to_24_partial_sum_limit(channels):
     # 4x4 taps of (-128)·(-128) = 2^14: K·2^14 reaches 2^24 at 64 channels; beyond it the
