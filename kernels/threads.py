@@ -13,6 +13,7 @@ calls `one_kernel_thread` so that Numba parallel regions do not multiply the thr
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -37,7 +38,9 @@ def threads_for(work: int, per_thread: int = WORK_PER_THREAD) -> Iterator[None]:
         numba.set_num_threads(available)
 
 
-_blas_pinned = False  # inside `single_threaded_kernels`: BLAS stays on one thread
+_pin_lock = threading.Lock()
+_pinned = 0  # callers inside `single_threaded_kernels`: while any, BLAS stays on one thread
+_pin = None  # the threadpoolctl limit that pins it
 
 
 @contextmanager
@@ -45,7 +48,7 @@ def blas_threads_for(macs_per_call: int) -> Iterator[None]:
     """Within the block, BLAS runs single-threaded when each call does fewer multiply-adds than
     `BLAS_WORK_PER_THREAD` (many small GEMMs in a row are slower threaded, by far on a busy
     machine); larger calls keep the library's thread count."""
-    if macs_per_call >= BLAS_WORK_PER_THREAD or _blas_pinned:
+    if macs_per_call >= BLAS_WORK_PER_THREAD or _pinned:
         yield
         return
     with _blas_controller().limit(limits=1):
@@ -60,15 +63,22 @@ def _blas_controller() -> ThreadpoolController:
 
 @contextmanager
 def single_threaded_kernels() -> Iterator[None]:
-    """Within the block (entered by one thread), BLAS runs on one thread and `blas_threads_for`
-    leaves it so, for callers that run kernels from several threads of their own."""
-    global _blas_pinned
-    with _blas_controller().limit(limits=1):
-        _blas_pinned = True
-        try:
-            yield
-        finally:
-            _blas_pinned = False
+    """Within the block, BLAS runs on one thread and `blas_threads_for` leaves it so, for
+    callers that run kernels from several threads of their own. Callers may overlap: the first
+    to enter pins BLAS, the last to leave restores its thread count."""
+    global _pinned, _pin
+    with _pin_lock:
+        if not _pinned:
+            _pin = _blas_controller().limit(limits=1)
+        _pinned += 1
+    try:
+        yield
+    finally:
+        with _pin_lock:
+            _pinned -= 1
+            if not _pinned:
+                _pin.restore_original_limits()
+                _pin = None
 
 
 def one_kernel_thread() -> None:
