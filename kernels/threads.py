@@ -6,9 +6,10 @@ may wait a whole scheduler time slice), so small calls run on the calling thread
 (OpenBLAS) threads are set through threadpoolctl, which changes them at run time.
 
 A caller that runs kernels from several threads of its own (the simulator, a batch per thread)
-enters `single_threaded_kernels` once: BLAS then stays on one thread (threadpoolctl's setting is
-process-wide, so per-call changes from several threads would race) and each of its threads
-calls `one_kernel_thread` so that Numba parallel regions do not multiply the threads.
+enters `single_threaded_kernels` once, from its own thread: BLAS then stays on one thread
+(threadpoolctl's setting is process-wide, so per-call changes from several threads would race)
+and each of its worker threads calls `one_kernel_thread` so that Numba parallel regions do not
+multiply the threads.
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ def threads_for(work: int, per_thread: int = WORK_PER_THREAD) -> Iterator[None]:
         numba.set_num_threads(available)
 
 
-_pin_lock = threading.Lock()
-_pinned = 0  # callers inside `single_threaded_kernels`: while any, BLAS stays on one thread
-_pin = None  # the threadpoolctl limit that pins it
+_pin_lock = threading.RLock()
+_pinned = 0  # depth of `single_threaded_kernels` blocks: inside one, BLAS stays on one thread
 
 
 @contextmanager
@@ -64,21 +64,16 @@ def _blas_controller() -> ThreadpoolController:
 @contextmanager
 def single_threaded_kernels() -> Iterator[None]:
     """Within the block, BLAS runs on one thread and `blas_threads_for` leaves it so, for
-    callers that run kernels from several threads of their own. Callers may overlap: the first
-    to enter pins BLAS, the last to leave restores its thread count."""
-    global _pinned, _pin
-    with _pin_lock:
-        if not _pinned:
-            _pin = _blas_controller().limit(limits=1)
+    callers that run kernels from several threads of their own. One thread at a time: the
+    limit is process-wide and threadpoolctl lets only the thread that set it change it back, so
+    a block entered from another thread waits until this one ends (nesting is fine)."""
+    global _pinned
+    with _pin_lock, _blas_controller().limit(limits=1):
         _pinned += 1
-    try:
-        yield
-    finally:
-        with _pin_lock:
+        try:
+            yield
+        finally:
             _pinned -= 1
-            if not _pinned:
-                _pin.restore_original_limits()
-                _pin = None
 
 
 def one_kernel_thread() -> None:

@@ -32,33 +32,30 @@ def test_small_calls_limit_blas_to_one_thread_and_restore_it():
         assert _blas_threads() == before
 
 
-def test_overlapping_single_threaded_blocks_pin_blas_until_the_last_one_leaves():
-    """Two threads enter and leave in crossed order: BLAS stays on one thread (and per-call
-    limits leave it there) until the last block ends, then gets its thread count back."""
+def test_single_threaded_blocks_from_two_threads_take_turns_and_restore_blas():
+    """Two threads enter at once: their blocks run one after the other (each pins and restores
+    BLAS itself, as threadpoolctl requires), per-call limits inside leave BLAS on one thread,
+    and the thread count comes back at the end."""
     np.ones((2, 2)) @ np.ones((2, 2))
     before = _blas_threads()
-    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
-    seen = []
+    start = threading.Barrier(2)
+    events, seen = [], []
 
-    def first():
+    def simulation(name):
+        start.wait()
         with single_threaded_kernels():
-            first_in.set()
-            second_in.wait()
-        first_out.set()
-
-    def second():
-        first_in.wait()
-        with single_threaded_kernels():
-            second_in.set()
-            first_out.wait()
+            events.append(("in", name))
             with blas_threads_for(BLAS_WORK_PER_THREAD - 1):
                 seen.append(_blas_threads())
             seen.append(_blas_threads())
+            events.append(("out", name))
 
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads = [threading.Thread(target=simulation, args=(name,)) for name in "ab"]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert seen == [[1] * len(before)] * 2
+    assert seen == [[1] * len(before)] * 4
+    assert [kind for kind, _ in events] == ["in", "out", "in", "out"]
+    assert events[0][1] == events[1][1]
     assert _blas_threads() == before
