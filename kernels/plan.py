@@ -122,6 +122,12 @@ class AccumulatorStats:
     channel_axis: int
     outputs_at_risk: int
 
+    @classmethod
+    def event_free(cls, shape: tuple[int, ...], channel_axis: int = 1) -> AccumulatorStats:
+        """The stats of a result proven free of overflow events (read-only zero counters)."""
+        no_events = np.broadcast_to(np.zeros((), np.int64), shape)
+        return cls(no_events, no_events, channel_axis, 0)
+
     @property
     def acc_saturations(self) -> int:
         return int(self.acc_events.sum()) if self.outputs_at_risk else 0
