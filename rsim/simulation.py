@@ -335,9 +335,13 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
     keep_tensors = writer is not None and trace_tensors
     parallel = threads > 1
 
+    input_fmt = run.fmts[network.inputs[0]]
+
     def simulate_batch(index: int, x: np.ndarray) -> _BatchResult:
         if parallel:
             one_kernel_thread()
+        if not input_fmt.has_nan:
+            _check_no_nan(x, index * batch_size, dataset.source, input_fmt)
         # stochastic rounding draws from a stream per batch (no dependence on the thread
         # count), apart from the stream of the constants ([seed, 1])
         return _run_batch(run, x, np.random.default_rng([seed, 0, index]), keep_tensors)
@@ -383,6 +387,16 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         top5_float=acc_float.accuracy(5) if labelled else None,
         top5_sim=acc_sim.accuracy(5) if labelled else None,
         layers=layers, schedule=plan)
+
+
+def _check_no_nan(x: np.ndarray, first: int, source: str, fmt: Any) -> None:
+    """One error naming the data and the first sample holding NaN, which the input format has
+    no code for (numbering samples from 0; `first` is the batch's first sample)."""
+    bad = np.isnan(x).reshape(len(x), -1).any(axis=1)
+    if bad.any():
+        raise RsimError(f"data '{source}': sample {first + int(np.argmax(bad))} holds NaN, but "
+                        f"the input format {fmt} has no NaN code; clean the data (e.g. "
+                        "np.nan_to_num) or give the input a format with NaN")
 
 
 def _fed_by_inputs(layer: Layer, network: Network) -> bool:

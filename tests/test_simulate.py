@@ -227,6 +227,17 @@ def test_missing_or_corrupt_data_is_one_error(tmp_path, content):
     assert code == 2 and len(lines) == 1 and str(path) in lines[0]
 
 
+def test_a_nan_in_the_data_is_one_error_naming_the_file_and_sample(tmp_path):
+    path = tmp_path / "nan.npz"
+    x = np.random.default_rng(0).random((600, 1, 8, 8)).astype(np.float32)
+    x[400, 0, 3, 3] = np.nan
+    np.savez(path, x=x)
+    for threads in ("1", "2"):
+        code, lines = _cli(["simulate", "--data", str(path), "--batch", "64", "--threads", threads])
+        assert code == 2 and len(lines) == 1
+        assert str(path) in lines[0] and "sample 400 holds NaN" in lines[0]
+
+
 def test_a_qspec_naming_no_layer_is_one_error(tmp_path):
     path = tmp_path / "q.yaml"
     path.write_text("layers:\n  - match: conv_does_not_exist\n    accumulator: {bits: 16}\n")
