@@ -92,6 +92,12 @@ def _is_clamped_rint(rounding, overflow, min_code, max_code):
 
 
 @njit(cache=True, inline="always")
+def _clamped_rint(x, scale, low, high):
+    """The code of x by the `_is_clamped_rint` rule, as a float64."""
+    return min(max(np.rint(x * scale), low), high)
+
+
+@njit(cache=True, inline="always")
 def _codes_loop(rounding, x, u, out, params):
     """codes[i] = the code of x[i]; with a non-empty `clipped`, also whether x[i] lay outside
     [min, max] (x < min exactly when x * 2^fl < min_code: the scaling is exact)."""
@@ -106,7 +112,7 @@ def _codes_loop(rounding, x, u, out, params):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         if clamped_rint:
-            codes[i] = min(max(np.rint(xi * scale), low), high)
+            codes[i] = _clamped_rint(xi, scale, low, high)
         else:
             ui = u[i] if rounding == STOCHASTIC else 0.0
             codes[i] = fixed_code(xi, scale, wrap_period, lo, hi, modulus, min_code, max_code,
@@ -128,7 +134,7 @@ def _values_loop(rounding, x, u, out, params):
         xi = np.float64(x[i])
         nan_count += np.int64(xi != xi)
         if clamped_rint:
-            r = min(max(np.rint(xi * scale), low), high)
+            r = _clamped_rint(xi, scale, low, high)
         else:
             ui = u[i] if rounding == STOCHASTIC else 0.0
             r = _rounded_code(xi, scale, wrap_period, overflow, rounding, ui)

@@ -162,6 +162,11 @@ def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, b
     )
 
 
+def _partial_sum_bound(x_max: int, w: np.ndarray) -> int:
+    """K·max|x|·max|w|: no partial sum of any output, in any order, exceeds it in magnitude."""
+    return w[0].size * x_max * max_abs(w)
+
+
 def _float32_conv(x, w, stride, pads, dilation, groups, pad_value, plan, bias):
     """The convolution by float32 BLAS when that is provably exact and event-free, else None.
 
@@ -171,9 +176,7 @@ def _float32_conv(x, w, stride, pads, dilation, groups, pad_value, plan, bias):
     when it is <= 2^24 as well, every product and partial sum is an integer float32 holds
     exactly, so BLAS's result is that exact sum. The counters are all zero (a read-only view).
     """
-    n_taps = w.shape[1] * w.shape[2] * w.shape[3]
-    x_max = max(max_abs(x), abs(pad_value))
-    bound = n_taps * x_max * max_abs(w)
+    bound = _partial_sum_bound(max(max_abs(x), abs(pad_value)), w)
     bias_max = 0 if bias is None else max_abs(bias)
     if bound > FLOAT32_EXACT or bound + bias_max > plan.safe_limit:
         return None
@@ -314,14 +317,12 @@ def conv2d_changed(
         raise RsimError(f"x_before {x_before.shape}, x {x.shape} and acc {np.shape(acc)} must "
                         f"match: acc is the (N, O, OH, OW) = {expected} result on x_before")
     bias_arr = check_bias(bias, w.shape[0], plan)
-    bias_max = 0 if bias_arr is None else max_abs(bias_arr)
-    n_taps, w_max = w[0].size, max_abs(w)
-    if max(max_abs(x), max_abs(x_before)) * n_taps * w_max + bias_max > plan.safe_limit:
+    bound = _partial_sum_bound(max(max_abs(x), max_abs(x_before)), w)
+    if bound + (0 if bias_arr is None else max_abs(bias_arr)) > plan.safe_limit:
         return None
-    # every output's change, and each partial sum of it, is bounded like the outputs: int32
+    # every output's change, and each partial sum of it, is within twice that bound: int32
     # holds it unless the codes are wide
-    span = 2 * max(max_abs(x), max_abs(x_before)) * n_taps * w_max
-    dtype = np.int32 if span < 2**31 else np.int64
+    dtype = np.int32 if 2 * bound < 2**31 else np.int64
     change = np.subtract(x, x_before, dtype=dtype)
     if np.count_nonzero(change) > max_changed * change.size:
         return None

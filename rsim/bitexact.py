@@ -179,42 +179,48 @@ class LayerQuant:
         that differ in a few codes: a convolution that provably cannot overflow a register
         reuses the accumulators and convolves only the changed codes
         (`kernels.conv2d_changed`); anything else runs afresh."""
-        layer, attrs = self.layer, self.layer.attrs
-        if (layer.op == "conv" and self.integer and not self.float_emulated
+        if (self.layer.op == "conv" and self.integer and not self.float_emulated
                 and outcome.acc is not None and inputs[0].fmt == before[0].fmt):
             changed = kernels.conv2d_changed(
-                outcome.acc, before[0].data, inputs[0].data, self.weights,
-                stride=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
-                groups=attrs["groups"], bias=self.bias, **self.plan.gemm_kwargs())
+                outcome.acc, before[0].data, inputs[0].data, self.weights, bias=self.bias,
+                **self._window(), **self.plan.gemm_kwargs())
             if changed is not None:
-                acc, stats = changed
-                out, clipped = self._requantize(acc, self.acc_fl, rng)
-                return Outcome(out, clipped, acc, stats)
+                return self._output_stage(*changed, rng)
         return self.run(inputs, rng)
 
     # -- MAC layers ---------------------------------------------------------------------------
 
     def _mac_integer(self, inputs: list[QTensor], rng) -> Outcome:
-        layer, attrs = self.layer, self.layer.attrs
+        op = self.layer.op
         kwargs = self.plan.gemm_kwargs()
         x = inputs[0].data
-        if layer.op == "conv":
-            acc, stats = kernels.conv2d(x, self.weights, stride=attrs["strides"],
-                                        padding=attrs["pads"], dilation=attrs["dilations"],
-                                        groups=attrs["groups"], bias=self.bias, **kwargs)
-        elif layer.op == "conv_transpose":
-            acc, stats = kernels.conv_transpose2d(
-                x, self.weights, stride=attrs["strides"], padding=attrs["pads"],
-                output_padding=attrs["output_padding"], dilation=attrs["dilations"],
-                groups=attrs["groups"], bias=self.bias, **kwargs)
-        elif layer.op == "gemm":
+        if op == "conv":
+            acc, stats = kernels.conv2d(x, self.weights, bias=self.bias, **self._window(),
+                                        **kwargs)
+        elif op == "conv_transpose":
+            acc, stats = kernels.conv_transpose2d(x, self.weights, bias=self.bias,
+                                                  **self._window(), **kwargs)
+        elif op == "gemm":
             flat = x.reshape(-1, x.shape[-1])
             acc, stats = kernels.gemm(flat, self.weights, bias=self.bias, **kwargs)
             acc = acc.reshape(*x.shape[:-1], acc.shape[-1])
         else:
             acc, stats = self._matmul_integer(inputs, kwargs)
+        return self._output_stage(acc, stats, rng)
+
+    def _output_stage(self, acc: np.ndarray, stats: kernels.AccumulatorStats, rng) -> Outcome:
+        """Integer accumulators (acc_fl fractional bits) requantized to the output format."""
         out, clipped = self._requantize(acc, self.acc_fl, rng)
         return Outcome(out, clipped, acc, stats)
+
+    def _window(self) -> dict:
+        """The convolution geometry keywords of the kernels, from the layer's attributes."""
+        attrs = self.layer.attrs
+        window = {"stride": attrs["strides"], "padding": attrs["pads"],
+                  "dilation": attrs["dilations"], "groups": attrs["groups"]}
+        if self.layer.op == "conv_transpose":
+            window["output_padding"] = attrs["output_padding"]
+        return window
 
     def _matmul_integer(self, inputs: list[QTensor], kwargs: dict):
         if self.weights is not None:
@@ -238,23 +244,16 @@ class LayerQuant:
     def _mac_float(self, inputs: list[QTensor]) -> Outcome:
         """A minifloat MAC layer: exact (or product-format) products, accumulator and partial
         sums rounded after every addition as the plan says, then the output format."""
-        layer, attrs, plan = self.layer, self.layer.attrs, self.plan
+        op, plan = self.layer.op, self.plan
         x = inputs[0]
         common = dict(acc_format=plan.accumulator.format, product_format=self.datapath.product,
                       k_chunk=plan.k_chunk, bias=self.bias, bias_mode=plan.bias_mode,
                       psum_format=None if plan.partial_sum is None else plan.partial_sum.format,
                       rounding=self.datapath.requant_rounding)
-        if layer.op == "conv":
-            acc = kernels.minifloat_conv2d(
-                x.data, self.weights, x_format=x.fmt, w_format=self.weight_fmt,
-                stride=attrs["strides"], padding=attrs["pads"], dilation=attrs["dilations"],
-                groups=attrs["groups"], **common)
-        elif layer.op == "conv_transpose":
-            acc = kernels.minifloat_conv_transpose2d(
-                x.data, self.weights, x_format=x.fmt, w_format=self.weight_fmt,
-                stride=attrs["strides"], padding=attrs["pads"],
-                output_padding=attrs["output_padding"], dilation=attrs["dilations"],
-                groups=attrs["groups"], **common)
+        if op in ("conv", "conv_transpose"):
+            conv = kernels.minifloat_conv2d if op == "conv" else kernels.minifloat_conv_transpose2d
+            acc = conv(x.data, self.weights, x_format=x.fmt, w_format=self.weight_fmt,
+                       **self._window(), **common)
         else:  # gemm (a minifloat matmul of two activations is float-emulated)
             flat = x.data.reshape(-1, x.data.shape[-1])
             acc = kernels.minifloat_gemm(flat, self.weights, a_format=x.fmt,
