@@ -12,11 +12,8 @@ subprocesses.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,20 +23,12 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _timing import best_time, run_thread_settings  # noqa: E402
+
 import rsim  # noqa: E402
 from tests.onnx_graphs import resnet_style  # noqa: E402
 
 MNIST8 = ROOT.parent / "shared" / "real" / "onnx-mnist8" / "model.onnx"
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: caches, lazy binding, onnxruntime's first-run allocations
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def batch_free(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -62,15 +51,22 @@ def batch_free(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def compare(label: str, path: Path, x: np.ndarray, repeats: int, threads: int) -> None:
-    net = rsim.load(path)
+def ort_session(path_or_model: Path | onnx.ModelProto, threads: int) -> ort.InferenceSession:
+    """An onnxruntime CPU session on the batch-free copy of a model (see batch_free) with
+    `threads` intra-op threads (0: onnxruntime's default pool)."""
+    model = path_or_model
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    session = ort.InferenceSession(
-        batch_free(onnx.load(str(path))).SerializeToString(),
-        options,
-        providers=["CPUExecutionProvider"],
+    return ort.InferenceSession(
+        batch_free(model).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
+
+
+def compare(label: str, path: Path, x: np.ndarray, repeats: int, threads: int) -> None:
+    net = rsim.load(path)
+    session = ort_session(path, threads)
     name = session.get_inputs()[0].name
     t_rsim = best_time(lambda: net.run_float(x), repeats)
     t_ort = best_time(lambda: session.run(None, {name: x}), repeats)
@@ -111,12 +107,7 @@ def main() -> None:
     if len(sys.argv) > 1:
         run_cases(int(sys.argv[1]))
         return
-    for label, threads, env in (
-        ("one thread each", "1", {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}),
-        ("default thread pools", "0", {}),
-    ):
-        print(f"--- {label}", flush=True)
-        subprocess.run([sys.executable, __file__, threads], env=dict(os.environ, **env), check=True)
+    run_thread_settings(__file__, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
 
 
 if __name__ == "__main__":

@@ -8,22 +8,11 @@ run. The ratio is baseline time / rsim time (above 1: rsim is faster).
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
+from _timing import best_time
 
 from formats import parse
-
-
-def best_time(function: Callable[[], object], repeat: int) -> float:
-    function()  # warm-up: JIT compilation, page faults
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

@@ -10,10 +10,10 @@ are printed next to them. The machine is shared: the load average is printed too
 from __future__ import annotations
 
 import os
-import time
 
 import numba
 import numpy as np
+from _timing import best_time
 
 import kernels
 from formats import Minifloat, parse
@@ -26,11 +26,7 @@ def best_of(fns: dict, repeats: int = 5, rounds: int = 4) -> dict:
     best = {name: float("inf") for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            fn()
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - start)
+            best[name] = min(best[name], best_time(fn, repeats))
     return best
 
 

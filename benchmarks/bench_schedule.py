@@ -17,11 +17,12 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from _timing import best_time
 
 import hwconfigs
 from rsim import scalesim_io
@@ -98,12 +99,11 @@ def main() -> None:
         configs = hundred_configs()
         assert len(layers) == 50 and len(configs) == 100
 
-        best = float("inf")
-        for _ in range(args.repeat):
-            start = time.perf_counter()
+        def schedule_all() -> None:
             for accel in configs:
                 schedule(layers, accel)
-            best = min(best, time.perf_counter() - start)
+
+        best = best_time(schedule_all, args.repeat, warmup=False)
         per_layer_config = best / (len(layers) * len(configs))
         print(f"rsim: 50 layers x 100 configs in {best * 1e3:.1f} ms "
               f"({per_layer_config * 1e6:.1f} us per layer-config, best of {args.repeat})")

@@ -19,26 +19,21 @@ times; the best run counts and the range is printed.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
-
-import numpy as np
-import onnx
-import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
+from _timing import run_thread_settings, timed_runs  # noqa: E402
+from bench_float import ort_session  # noqa: E402
+
 import hwconfigs  # noqa: E402
-from bench_float import batch_free  # noqa: E402
+from rsim import simulate  # noqa: E402
 from rsim.data import open_dataset  # noqa: E402
 from rsim.loader import load  # noqa: E402
-from rsim import simulate  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "real"
 MNIST8 = REAL / "onnx-mnist8" / "model.onnx"
@@ -48,38 +43,33 @@ BATCH = 256
 
 def run(threads: int, memory: bool) -> None:
     digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
-    x = np.concatenate([batch for batch, _ in digits.iter_batches(len(digits))])
+    x = next(digits.iter_batches(len(digits)))[0]
     network, hw = load(MNIST8), hwconfigs.load("mid-ws-int8")  # int8 DFP, 32-bit saturating
     simulate(network, hw=hw, inputs=x[:BATCH], batch_size=BATCH)  # JIT warm-up
 
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        result = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH,
-                          threads=threads or None)
-        times.append(time.perf_counter() - start)
-    t_sim = min(times)
+    runs = [None]  # the last run's result, for the metrics printed
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(batch_free(onnx.load(str(MNIST8))).SerializeToString(),
-                                   options, providers=["CPUExecutionProvider"])
+    def simulate_all() -> None:
+        runs[0] = simulate(network, hw=hw, inputs=x, labels=digits.labels, batch_size=BATCH,
+                           threads=threads or None)
+
+    t_sim, times = timed_runs(simulate_all, 3, warmup=False)
+    result = runs[0]
+
+    session = ort_session(MNIST8, threads)
     name = session.get_inputs()[0].name
     session.run(None, {name: x[:BATCH]})
-    ort_times = []
-    for _ in range(5):
-        start = time.perf_counter()
+
+    def ort_all() -> None:
         for first in range(0, len(x), BATCH):
             session.run(None, {name: x[first:first + BATCH]})
-        ort_times.append(time.perf_counter() - start)
-    t_ort = min(ort_times)
-    float_times = []
-    for _ in range(3):
-        start = time.perf_counter()
+
+    def float_all() -> None:
         for first in range(0, len(x), BATCH):
             network.run_float(x[first:first + BATCH], collect=True)
-        float_times.append(time.perf_counter() - start)
-    t_float = min(float_times)
+
+    t_ort = timed_runs(ort_all, 5, warmup=False)[0]
+    t_float = timed_runs(float_all, 3, warmup=False)[0]
 
     print(f"mnist-8, {result.samples} digits, batch {BATCH}: rsim simulate {t_sim:.2f} s "
           f"(runs {min(times):.2f}..{max(times):.2f} s), onnxruntime float {t_ort:.3f} s, "
@@ -106,10 +96,9 @@ def main() -> None:
     if len(sys.argv) > 1:
         run(int(sys.argv[1]), memory=sys.argv[1] == "1")
         return
-    one = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    for label, threads, env in (("one thread each", "1", one), ("default thread pools", "0", {})):
-        print(f"--- {label}", flush=True)
-        subprocess.run([sys.executable, __file__, threads], env=dict(os.environ, **env), check=True)
+    run_thread_settings(
+        __file__, {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    )
 
 
 if __name__ == "__main__":
