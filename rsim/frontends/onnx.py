@@ -57,6 +57,17 @@ COMPUTE_OPS = (
     "Softmax",
     "LRN",
 )
+# the operators converted by one shared rule, by the canonical op of the layer they become; every
+# other operator of COMPUTE_OPS has its own `_Converter._op_<name>` (checked below the class)
+_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}
+_UNARY = {
+    "Relu": "relu",
+    "Sigmoid": "sigmoid",
+    "Tanh": "tanh",
+    "HardSwish": "hard_swish",
+    "GlobalAveragePool": "global_avgpool",
+}
+_POOLS = {"MaxPool": "maxpool", "AveragePool": "avgpool"}
 # ONNX operators whose output is their input at inference
 REMOVED_OPS = ("Dropout", "Identity")
 # any deterministic operator whose inputs are all constants is evaluated at import; these are
@@ -336,12 +347,18 @@ class _Converter:
             return self._fold_shape(node, ins)
         if all(n == "" or n in self.consts for n in ins) and op not in NONDETERMINISTIC_OPS:
             return self._fold(node, ins)
-        converter = getattr(self, f"_op_{op}", None)
-        if op not in COMPUTE_OPS or converter is None:
+        if op not in COMPUTE_OPS:
             self.fail_unsupported(node)
         attrs = _attributes(node)
         self.layer_name = node.name or f"{op}_{index}"
-        converter(node, ins, attrs)
+        if op in _BINARY:
+            self._binary(node, ins, _BINARY[op])
+        elif op in _UNARY:
+            self._unary(node, ins, _UNARY[op])
+        elif op in _POOLS:
+            self._pool(node, ins, attrs, _POOLS[op])
+        else:
+            getattr(self, f"_op_{op}")(node, ins, attrs)
 
     def fail_unsupported(self, node: onnx.NodeProto) -> None:
         domain = f" in domain {node.domain!r}" if node.domain not in ("", "ai.onnx") else ""
@@ -731,32 +748,8 @@ class _Converter:
         self.rename_output(layer, out)
         return True
 
-    def _op_Add(self, node, ins, attrs):
-        self._binary(node, ins, "add")
-
-    def _op_Sub(self, node, ins, attrs):
-        self._binary(node, ins, "sub")
-
-    def _op_Mul(self, node, ins, attrs):
-        self._binary(node, ins, "mul")
-
-    def _op_Div(self, node, ins, attrs):
-        self._binary(node, ins, "div")
-
     def _unary(self, node, ins, op, attrs=None):
         self.emit(op, [self.activation(ins[0])], node.output[0], attrs or {})
-
-    def _op_Relu(self, node, ins, attrs):
-        self._unary(node, ins, "relu")
-
-    def _op_Sigmoid(self, node, ins, attrs):
-        self._unary(node, ins, "sigmoid")
-
-    def _op_Tanh(self, node, ins, attrs):
-        self._unary(node, ins, "tanh")
-
-    def _op_HardSwish(self, node, ins, attrs):
-        self._unary(node, ins, "hard_swish")
 
     def _op_LeakyRelu(self, node, ins, attrs):
         self._unary(node, ins, "leaky_relu", {"alpha": float(attrs.get("alpha", 0.01))})
@@ -808,15 +801,6 @@ class _Converter:
         if op == "avgpool":
             spatial["count_include_pad"] = bool(attrs.get("count_include_pad", 0))
         self.emit(op, [x], node.output[0], spatial)
-
-    def _op_MaxPool(self, node, ins, attrs):
-        self._pool(node, ins, attrs, "maxpool")
-
-    def _op_AveragePool(self, node, ins, attrs):
-        self._pool(node, ins, attrs, "avgpool")
-
-    def _op_GlobalAveragePool(self, node, ins, attrs):
-        self._unary(node, ins, "global_avgpool")
 
     def _op_Concat(self, node, ins, attrs):
         xs = [self.activation(n) for n in ins if n]
@@ -907,6 +891,13 @@ class _Converter:
         for k, axis in enumerate(axes):
             pads[axis] = (flat[k], flat[k + count])
         self.emit("pad", [x], node.output[0], {"pads": tuple(pads), "mode": mode, "value": value})
+
+
+# COMPUTE_OPS stays an explicit tuple (its order is the one the unsupported-operator message
+# lists); it must name exactly the operators the tables and the _op_ methods convert
+assert set(COMPUTE_OPS) == set(_BINARY) | set(_UNARY) | set(_POOLS) | {
+    name.removeprefix("_op_") for name in vars(_Converter) if name.startswith("_op_")
+}, "COMPUTE_OPS and the converters disagree"
 
 
 def _as_row_vector(c: np.ndarray, n: int) -> np.ndarray | None:
