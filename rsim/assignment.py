@@ -16,8 +16,9 @@ import numpy as np
 from formats import FixedPoint, Format, Minifloat
 from formats.errors import RsimError
 from formats.pow2 import PowerOfTwo
-from hwconfigs.schema import Accelerator, DynamicFixed, Register
-from kernels.requant import requantize_shift
+from hwconfigs.schema import Accelerator, DynamicFixed
+from kernels.plan import ReductionPlan
+from kernels.requant import requantize_to_range
 from rsim.bitexact import CODE_LAYOUT_OPS, INTEGER_OPS, MAC_OPS, LayerQuant, clip_codes
 from rsim.calibrate import TensorRange, activation_fl, weights_fl
 from rsim.network import Layer, Network
@@ -115,7 +116,7 @@ def _quantize_constants(quant: LayerQuant, rng: np.random.Generator | None) -> N
         bias = layer.params.get("bias")
         if bias is not None:
             quant.bias_fmt = datapath.bias
-            register = register_entered(quant.plan).format
+            register = quant.plan.bias_register.format
             quant.bias = register.quantize(
                 datapath.bias.quantize(bias, rounding=rounding, overflow="saturate", rng=rng),
                 rounding=rounding, overflow="saturate", rng=rng)
@@ -151,18 +152,10 @@ def _aligned_bias(quant: LayerQuant, bias: np.ndarray,
         raise RsimError(f"layer '{quant.layer.name}': bias format {spec} does not fit an integer "
                         "datapath; use fixed point")
     rounding = datapath.requant_rounding.value
-    codes = spec.encode(bias, rounding=rounding, overflow="saturate", rng=rng).astype(np.int64)
-    aligned = requantize_shift(codes, spec.fl - acc_fl, out_bits=64, rounding=rounding, rng=rng)
-    register = register_entered(quant.plan)
-    bound = 1 << (register.bits - 1)
-    clipped = np.clip(aligned, -bound, bound - 1)
-    quant.bias_saturations = int(np.count_nonzero(clipped != aligned))
-    return spec, clipped
-
-
-def register_entered(plan: AccumulationPlan) -> Register:
-    """The register a bias is added in: the accumulator (preload, or no partial sums), else
-    the partial sum."""
-    if plan.bias_mode == "post" and plan.partial_sum is not None:
-        return plan.partial_sum
-    return plan.accumulator
+    codes = spec.encode(bias, rounding=rounding, overflow="saturate", rng=rng)
+    # the integer register the bias enters, with its own saturation range (symmetric or not)
+    register = ReductionPlan.build(**quant.plan.gemm_kwargs()).bias_register
+    aligned, saturated = requantize_to_range(codes, spec.fl - acc_fl, register.lo, register.hi,
+                                             rounding=rounding, rng=rng)
+    quant.bias_saturations = int(np.count_nonzero(saturated))
+    return spec, aligned.astype(np.int64)

@@ -19,7 +19,6 @@ import numpy as np
 from formats import FixedPoint
 from formats.errors import RsimError
 from rsim import __version__
-from rsim.assignment import register_entered
 from rsim.bitexact import MAC_OPS, LayerQuant, Outcome, QTensor
 from rsim.simulation import Prepared
 
@@ -98,7 +97,7 @@ def write_vectors(run: Prepared, layer_name: str, x: np.ndarray, out_dir: str | 
                                       f"weight codes ({quant.weight_fmt})")
         if quant.bias is not None:
             files["bias"] = _write_hex(out / "bias.hex", quant.bias,
-                                       register_entered(quant.plan).bits,
+                                       quant.plan.bias_register.bits,
                                        "bias at the accumulator's scale")
         files["accumulator"] = _write_hex(out / "accumulator.hex", outcome.acc,
                                           _register_bits(quant),

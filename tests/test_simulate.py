@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import hwconfigs
+import rsim.assignment as assignment
 import rsim.simulation as simulate_module
 import traces
 from formats.errors import RsimError
@@ -141,6 +142,23 @@ def test_saturating_accumulators_follow_the_schedule_dataflow(default_network):
                    inputs=default_data_path(), limit=64)
     convs = [name for name, layer in ws.layers.items() if layer.op == "conv"]
     assert any(ws.layers[n].acc_saturations != os_.layers[n].acc_saturations for n in convs)
+
+
+def test_a_bias_saturates_to_its_registers_symmetric_range(default_network):
+    """A bias too large for a symmetric-saturating accumulator is clamped to +-(2^(b-1) - 1),
+    not to the two's-complement minimum the register cannot hold, and counted; the layer
+    then runs."""
+    hw = int_config(acc_bits=10, psum_bits=None, overflow="saturate_symmetric")
+    data = open_dataset(default_data_path())
+    run = simulate_module.prepare(default_network, hw, QSpec(), data)
+    quant = next(quant for quant in run.quants if quant.bias is not None)
+    channels = quant.bias.shape[0]
+    big = np.where(np.arange(channels) % 2, 1e3, -1e3)
+    quant.bias_fmt, quant.bias = assignment._aligned_bias(quant, big, None)
+    assert quant.bias_saturations == channels
+    assert quant.bias.tolist() == [-511 if v < 0 else 511 for v in big]
+    x = next(data.iter_batches(4))[0]
+    assert quant.run([run.quantized(default_network.inputs[0], x, None)]).out.data.shape[0] == 4
 
 
 def test_stochastic_rounding_is_reproducible_by_seed(default_network):

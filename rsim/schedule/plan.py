@@ -33,6 +33,14 @@ class AccumulationPlan:
         return cls(rows, datapath.accumulator, datapath.psum, datapath.bias_mode)
 
     @property
+    def bias_register(self) -> Register:
+        """The register a bias is added in: the accumulator (preload, or no partial sums),
+        else the partial sum."""
+        if self.bias_mode == "post" and self.partial_sum is not None:
+            return self.partial_sum
+        return self.accumulator
+
+    @property
     def is_integer(self) -> bool:
         registers = [self.accumulator] + ([self.partial_sum] if self.partial_sum else [])
         return all(register.bits is not None for register in registers)
