@@ -711,7 +711,6 @@ class _Converter:
             return False
         layer.params["weight"] = w.astype(np.float32)
         layer.params["bias"] = (bias * scale + shift).astype(np.float32)
-        layer._params_by_dtype.clear()
         return True
 
     def _binary(self, node, ins, op):
@@ -744,7 +743,6 @@ class _Converter:
         bias = layer.params.get("bias")
         signed = vector if op == "add" else -vector
         layer.params["bias"] = signed.copy() if bias is None else (bias + signed).astype(np.float32)
-        layer._params_by_dtype.clear()
         self.rename_output(layer, out)
         return True
 
