@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from formats.errors import RsimError
+from rsim.cli._fmt import parse_dims
 from rsim.shipped import default_model_path
 
 
@@ -20,7 +21,7 @@ def parse_input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
         try:
             if not sep or not name:
                 raise ValueError
-            shapes[name] = tuple(int(d) for d in dims.replace(",", "x").split("x"))
+            shapes[name] = parse_dims(dims)
         except ValueError:
             raise RsimError(
                 f"--input-shape {spec!r} is not NAME=DIMS (e.g. input=1x3x224x224)"

@@ -3,7 +3,6 @@ print the per-layer drift table and the totals."""
 
 from __future__ import annotations
 
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.progress import (
 from rich.table import Table
 
 from formats.errors import RsimError
+from rsim.cli._fmt import count, number, parse_dims, percent
 
 
 def data_options(function):
@@ -51,14 +51,13 @@ def data_options(function):
     return function
 
 
-def _dims(text: str | None, what: str) -> tuple[int, ...] | int | None:
+def _size(text: str | None, what: str) -> tuple[int, ...] | int | None:
+    """--resize/--crop: N (one number, which ImagePreprocess reads as the shorter side or a
+    square) or HxW."""
     if text is None:
         return None
-    try:
-        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        raise RsimError(f"{what} {text!r}: expected N or HxW of positive integers") from None
-    return dims[0] if len(dims) == 1 and what != "--sample-shape" else dims
+    dims = parse_dims(text, what, "N or HxW of positive integers")
+    return dims[0] if len(dims) == 1 else dims
 
 
 def open_data(data: Path | None, model_given: bool, x_name: str, y_name: str | None,
@@ -75,7 +74,7 @@ def open_data(data: Path | None, model_given: bool, x_name: str, y_name: str | N
                             "default model)")
         data = default_data_path()
     image_options = {key: value for key, value in (
-        ("resize", _dims(resize, "--resize")), ("center_crop", _dims(crop, "--crop")),
+        ("resize", _size(resize, "--resize")), ("center_crop", _size(crop, "--crop")),
         ("mean", tuple(float(v) for v in mean.split(",")) if mean else None),
         ("scale", scale), ("channel_order", channel_order),
         ("grayscale", grayscale or None)) if value is not None}
@@ -84,22 +83,14 @@ def open_data(data: Path | None, model_given: bool, x_name: str, y_name: str | N
     except ValueError as error:
         raise RsimError(f"image preprocessing options: {error}") from None
     return open_dataset(data, x_name=x_name, y_name=y_name, label_column=label_column,
-                        sample_shape=_dims(sample_shape, "--sample-shape"),
+                        sample_shape=None if sample_shape is None
+                        else parse_dims(sample_shape, "--sample-shape"),
                         preprocess=preprocess)
 
 
 def _db(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "-"
-    return "inf" if math.isinf(value) and value > 0 else f"{value:.1f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
-
-
-def _count(value: int) -> str:
-    return f"{value:,}" if value else "0"
+    """A dB figure in the simulate table's ASCII spelling (no figure: "-")."""
+    return number(value, 1, missing="-", infinities=("inf", "-inf"), nan="-")
 
 
 def print_result(result, console: Console) -> None:
@@ -127,8 +118,8 @@ def print_result(result, console: Console) -> None:
             layer.name, layer.op, formats, _db(layer.isolated.sqnr_db),
             _db(layer.propagated.sqnr_db),
             "-" if layer.propagated.max_abs_error is None else f"{layer.propagated.max_abs_error:.3g}",
-            _pct(layer.propagated.clipped_share),
-            f"{_count(layer.acc_saturations)}/{_count(layer.psum_saturations)}"
+            percent(layer.propagated.clipped_share, missing="-"),
+            f"{count(layer.acc_saturations)}/{count(layer.psum_saturations)}"
             + (f" (bias {layer.bias_saturations})" if layer.bias_saturations else ""),
             f"{schedule.cycles:,}" if schedule else "",
             f"{100 * schedule.utilization:.1f}" if schedule else "")

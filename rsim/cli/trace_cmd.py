@@ -12,35 +12,20 @@ from rich.table import Table
 from rich.text import Text
 
 import traces
-
-
-def _number(value: float | None, digits: int = 2) -> str:
-    if value is None:
-        return "–"
-    if math.isinf(value):
-        return "∞" if value > 0 else "−∞"
-    return f"{value:.{digits}f}"
+from rsim.cli._fmt import count, number, percent
 
 
 def _result(value: float | None) -> str:
     """An end-to-end figure: whole numbers (samples, cycles) with separators, shares to 4 places."""
     if value is not None and math.isfinite(value) and value == int(value) and abs(value) > 1:
         return f"{int(value):,}"
-    return _number(value, 4)
-
-
-def _percent(share: float | None) -> str:
-    return "–" if share is None else f"{100.0 * share:.2f}"
-
-
-def _count(value: float | None) -> str:
-    return "–" if value is None else f"{int(value):,}"
+    return number(value, 4)
 
 
 def _signed(value: float | None, digits: int = 2) -> str:
     if value is None:
         return "–"
-    return "±0" if value == 0 else ("+" if value > 0 else "") + _number(value, digits)
+    return "±0" if value == 0 else ("+" if value > 0 else "") + number(value, digits)
 
 
 def _text_summary(text: str) -> str:
@@ -87,14 +72,14 @@ def show_command(file: Path) -> None:
             Text(row["layer"]),
             Text(row["op"] + (" (float)" if row["float_emulated"] else "")),
             Text("\n".join(f"{role}={spec}" for role, spec in row["formats"].items()) or "–"),
-            _number(row["sqnr_isolated_db"]),
-            _number(row["sqnr_propagated_db"]),
-            _number(row["max_abs_error"], 4),
-            _percent(row["clipped_share"]),
-            _count(row["acc_saturations"]),
-            _count(row["psum_saturations"]),
-            _count(row["cycles"]),
-            _percent(row["utilization"]),
+            number(row["sqnr_isolated_db"]),
+            number(row["sqnr_propagated_db"]),
+            number(row["max_abs_error"], 4),
+            percent(row["clipped_share"]),
+            count(row["acc_saturations"]),
+            count(row["psum_saturations"]),
+            count(row["cycles"]),
+            percent(row["utilization"]),
         )
     console.print(layers)
 
@@ -122,13 +107,13 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
         table.add_row(
             Text(layer.name),
             Text(layer.op),
-            _number(layer.sqnr_propagated_db.a),
-            _number(layer.sqnr_propagated_db.b),
+            number(layer.sqnr_propagated_db.a),
+            number(layer.sqnr_propagated_db.b),
             _signed(layer.sqnr_propagated_db.delta),
             _signed(layer.sqnr_isolated_db.delta),
-            f"{_percent(layer.clipped_share.a)} → {_percent(layer.clipped_share.b)}",
-            f"{_count(layer.acc_saturations.a)} → {_count(layer.acc_saturations.b)}",
-            f"{_count(layer.psum_saturations.a)} → {_count(layer.psum_saturations.b)}",
+            f"{percent(layer.clipped_share.a)} → {percent(layer.clipped_share.b)}",
+            f"{count(layer.acc_saturations.a)} → {count(layer.acc_saturations.b)}",
+            f"{count(layer.psum_saturations.a)} → {count(layer.psum_saturations.b)}",
             Text(layer.drift, style=_DRIFT_STYLE[layer.drift]),
         )
     console.print(table)
