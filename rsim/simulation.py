@@ -363,7 +363,8 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
             if progress is not None:
                 progress(done, total)
     work = {w.name: w for w in network_work(network, batch=1)}
-    plan = schedule(list(work.values()), accelerator, batch=1)
+    plan = schedule(list(work.values()), accelerator, batch=1,
+                    datapaths={quant.layer.name: quant.datapath for quant in run.quants})
     by_name = {layer.name: layer for layer in plan.layers}
     layers = {}
     for quant in run.quants:

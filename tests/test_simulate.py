@@ -161,6 +161,25 @@ def test_a_bias_saturates_to_its_registers_symmetric_range(default_network):
     assert quant.run([run.quantized(default_network.inputs[0], x, None)]).out.data.shape[0] == 4
 
 
+def test_a_qspec_override_reaches_the_layers_schedule(default_network):
+    """4-bit weights and activations on one conv shrink that layer's traffic and MAC energy in
+    the reported schedule; the other layers keep the accelerator's figures."""
+    conv = next(layer.name for layer in default_network.layers if layer.op == "conv")
+    qspec = {"layers": [{"match": conv, "weights": {"bits": 4, "fl": "dynamic"},
+                         "activations": {"bits": 4, "fl": "dynamic"}}]}
+    base = simulate(default_network, inputs=default_data_path(), limit=32)
+    narrow = simulate(default_network, inputs=default_data_path(), limit=32, qspec=qspec)
+    for name, layer in base.layers.items():
+        if layer.schedule is None:
+            continue
+        ours, theirs = narrow.layers[name].schedule, layer.schedule
+        if name == conv:
+            assert ours.energy_pj < theirs.energy_pj
+            assert ours.traffic.sram_bytes < theirs.traffic.sram_bytes
+        else:
+            assert (ours.energy_pj, ours.traffic) == (theirs.energy_pj, theirs.traffic)
+
+
 def test_stochastic_rounding_is_reproducible_by_seed(default_network):
     data = hwconfigs.load(hwconfigs.DEFAULT).model_dump(mode="json", exclude={"name"})
     data["datapath"]["requant_rounding"] = "stochastic"

@@ -9,10 +9,10 @@ memory bound.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from hwconfigs.schema import Accelerator, format_bits
+from hwconfigs.schema import Accelerator, Datapath, format_bits, operand_bits
 from rsim.schedule.geometry import GemmWork
 from rsim.schedule.plan import AccumulationPlan
 from rsim.schedule.systolic import FoldTiming, fold_timing
@@ -98,10 +98,12 @@ class Schedule:
         raise KeyError(name)
 
 
-def schedule_layer(work: GemmWork, accelerator: Accelerator, *,
-                   os_fill: str = "scalesim") -> LayerSchedule:
-    """Schedule one layer's GEMMs on the accelerator (see the module docstring)."""
-    array, datapath, memory = accelerator.array, accelerator.datapath, accelerator.memory
+def schedule_layer(work: GemmWork, accelerator: Accelerator, *, os_fill: str = "scalesim",
+                   datapath: Datapath | None = None) -> LayerSchedule:
+    """Schedule one layer's GEMMs on the accelerator (see the module docstring); `datapath`
+    replaces the accelerator's for this layer (a qspec override: widths, registers)."""
+    array, memory = accelerator.array, accelerator.memory
+    datapath = accelerator.datapath if datapath is None else datapath
     timing = fold_timing(work.m, work.k, work.n, rows=array.rows, cols=array.cols,
                          dataflow=array.dataflow, os_fill=os_fill)
     plan = AccumulationPlan.for_array(array.dataflow, array.rows, datapath)
@@ -114,7 +116,7 @@ def schedule_layer(work: GemmWork, accelerator: Accelerator, *,
                             ofmap=memory.ofmap_sram_kib * KIB / 2)
     traffic = gemm_traffic(work, timing, widths, capacities)
     energy = accelerator.energy
-    energy_pj = (work.macs * energy.mac_energy_pj(max(widths.weight, widths.activation))
+    energy_pj = (work.macs * energy.mac_energy_pj(operand_bits(datapath))
                  + traffic.sram_bytes * energy.sram_pj_per_byte
                  + traffic.dram_bytes * energy.dram_pj_per_byte)
     dram_cycles = -int(-traffic.dram_bytes // memory.dram_bytes_per_cycle)
@@ -123,10 +125,14 @@ def schedule_layer(work: GemmWork, accelerator: Accelerator, *,
 
 
 def schedule(layers: Iterable[GemmWork], accelerator: Accelerator, *, batch: int = 1,
-             os_fill: str = "scalesim") -> Schedule:
-    """Schedule every layer; `batch` is recorded (the GEMM work already includes it)."""
-    return Schedule(accelerator, batch,
-                    tuple(schedule_layer(work, accelerator, os_fill=os_fill) for work in layers))
+             os_fill: str = "scalesim",
+             datapaths: Mapping[str, Datapath] | None = None) -> Schedule:
+    """Schedule every layer; `batch` is recorded (the GEMM work already includes it);
+    `datapaths` gives per-layer datapaths by layer name (the others use the accelerator's)."""
+    datapaths = datapaths or {}
+    return Schedule(accelerator, batch, tuple(
+        schedule_layer(work, accelerator, os_fill=os_fill, datapath=datapaths.get(work.name))
+        for work in layers))
 
 
 ROW_COLUMNS = ("layer", "op", "M", "K", "N", "gemms", "folds", "k_chunk", "cycles",
