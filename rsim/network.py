@@ -265,7 +265,7 @@ class Network:
         if cached is not None:
             return cached
         shapes = {
-            n: _with_batch(s, graph.import_batch, batch) for n, s in graph.input_shapes.items()
+            n: with_batch(s, graph.import_batch, batch) for n, s in graph.input_shapes.items()
         }
         for layer in graph.layers:
             try:
@@ -395,7 +395,9 @@ class Network:
         return batch
 
 
-def _with_batch(shape: Shape, import_batch: int, batch: int) -> Shape:
+def with_batch(shape: Shape, import_batch: int, batch: int) -> Shape:
+    """`shape` with its leading axis rebound to `batch` when that axis is the import batch (a
+    tensor whose leading axis is something else does not carry the batch and keeps its shape)."""
     if not shape or shape[0] != import_batch:
         return shape
     return (batch,) + tuple(shape[1:])

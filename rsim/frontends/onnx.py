@@ -21,7 +21,7 @@ from onnx import external_data_helper, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from formats.errors import RsimError
-from rsim.network import Graph, Layer, Network, Shape
+from rsim.network import Graph, Layer, Network, Shape, with_batch
 from rsim.ops.layout import reshape_target
 
 MIN_OPSET, MAX_OPSET = 7, 21
@@ -298,7 +298,7 @@ class _Converter:
         self.batch = first[0] if first else 1
         # shapes at batch + 1 tell which tensors carry the batch on their leading axis
         self.alt_shapes: dict[str, Shape | None] = {
-            n: ((s[0] + 1,) + s[1:] if s and s[0] == self.batch else s) for n, s in bound.items()
+            n: with_batch(s, self.batch, self.batch + 1) for n, s in bound.items()
         }
         self.bound = bound
         self.aliases: dict[str, str] = {}
