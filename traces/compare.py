@@ -133,6 +133,7 @@ def diff(
     a, b = (trace if isinstance(trace, Trace) else load(trace) for trace in (a, b))
     b_layers = b.by_name
     a_names = [layer.name for layer in a.layers]
+    a_name_set = set(a_names)
     results_a, results_b = a.metadata.get("results", {}), b.metadata.get("results", {})
     return TraceDiff(
         a=a.path,
@@ -143,7 +144,7 @@ def diff(
             if layer.name in b_layers
         ],
         only_in_a=[name for name in a_names if name not in b_layers],
-        only_in_b=[layer.name for layer in b.layers if layer.name not in set(a_names)],
+        only_in_b=[layer.name for layer in b.layers if layer.name not in a_name_set],
         results={
             key: Change(results_a.get(key), results_b.get(key))
             for key in [*results_a, *(k for k in results_b if k not in results_a)]

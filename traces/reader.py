@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ class Trace:
     layers: list[LayerRecord]
     _groups: dict[str, str] = dataclasses.field(repr=False)
 
-    @property
+    @functools.cached_property
     def by_name(self) -> dict[str, LayerRecord]:
+        """The layers by name, built once (a trace is read-only once loaded; `layer` and `diff`
+        look layers up one at a time)."""
         return {record.name: record for record in self.layers}
 
     def layer(self, name: str) -> LayerRecord:

@@ -94,7 +94,7 @@ _DRIFT_STYLE = {"more": "red", "less": "green", "same": ""}  # how B compares wi
               help="SQNR change (dB) below which a layer counts as unchanged.")
 def diff_command(a: Path, b: Path, tolerance: float) -> None:
     """Compare trace B against trace A: which layers drift more or less, and by how much."""
-    comparison = traces.diff(traces.load(a), traces.load(b), tolerance_db=tolerance)
+    comparison = traces.diff(a, b, tolerance_db=tolerance)
     console = Console()
     table = Table(title=Text(f"B = {b}  vs  A = {a}"))
     for column in ("layer", "op"):
@@ -142,5 +142,5 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
 @click.option("--title", default=None, help="Figure title (default: the trace's file name).")
 def plot_command(file: Path, out: Path, title: str | None) -> None:
     """Draw per-layer SQNR (isolated, propagated) and clipped-share bars of trace FILE as a PNG."""
-    written = traces.plot(traces.load(file), out, title=title)
+    written = traces.plot(file, out, title=title)
     click.echo(f"wrote {written}")
