@@ -197,6 +197,18 @@ class Prepared:
         """Float values of `tensor` in that tensor's simulated format."""
         return quantize(values, self.fmts[tensor], self.rounding, rng)[0]
 
+    def check_batch(self, x: np.ndarray, first: int, source: str) -> None:
+        """One error naming the data and the first sample (numbered from 0; `first` is the
+        batch's first) holding NaN, when the input format has no code for it."""
+        fmt = self.fmts[self.network.inputs[0]]
+        if fmt.has_nan:
+            return
+        bad = np.isnan(x).reshape(len(x), -1).any(axis=1)
+        if bad.any():
+            raise RsimError(f"data '{source}': sample {first + int(np.argmax(bad))} holds NaN, "
+                            f"but the input format {fmt} has no NaN code; clean the data (e.g. "
+                            "np.nan_to_num) or give the input a format with NaN")
+
     def propagate(self, x: np.ndarray, rng: np.random.Generator
                   ) -> Iterator[tuple[LayerQuant, list[QTensor], Outcome]]:
         """Run the bit-accurate path on one batch, yielding each layer's simulated inputs and
@@ -208,6 +220,14 @@ class Prepared:
             outcome = quant.run(inputs, rng)
             simulated[quant.layer.outputs[0]] = outcome.out
             yield quant, inputs, outcome
+
+
+def check_fit(network: Network, dataset: Dataset) -> None:
+    """One error unless the model has a single input and the data's samples fit its shape."""
+    if len(network.inputs) != 1:
+        raise RsimError(f"the model has {len(network.inputs)} inputs "
+                        f"({', '.join(network.inputs)}); only single-input models are supported")
+    dataset.check_input_shape(network.input_shapes[network.inputs[0]][1:])
 
 
 def resolve_accelerator(hw: str | Path | Accelerator | None) -> Accelerator:
@@ -255,10 +275,7 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
     accelerator = resolve_accelerator(hw)
     spec, spec_text = load_qspec(qspec)
     dataset = as_dataset(inputs, labels)
-    if len(network.inputs) != 1:
-        raise RsimError(f"simulate: the model has {len(network.inputs)} inputs "
-                        f"({', '.join(network.inputs)}); only single-input models are supported")
-    dataset.check_input_shape(network.input_shapes[network.inputs[0]][1:])
+    check_fit(network, dataset)
     total = len(dataset) if limit is None else min(limit, len(dataset))
     if total == 0:
         raise RsimError(f"simulate: data '{dataset.source}' holds no samples to simulate")
@@ -335,13 +352,10 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
     keep_tensors = writer is not None and trace_tensors
     parallel = threads > 1
 
-    input_fmt = run.fmts[network.inputs[0]]
-
     def simulate_batch(index: int, x: np.ndarray) -> _BatchResult:
         if parallel:
             one_kernel_thread()
-        if not input_fmt.has_nan:
-            _check_no_nan(x, index * batch_size, dataset.source, input_fmt)
+        run.check_batch(x, index * batch_size, dataset.source)
         # stochastic rounding draws from a stream per batch (no dependence on the thread
         # count), apart from the stream of the constants ([seed, 1])
         return _run_batch(run, x, np.random.default_rng([seed, 0, index]), keep_tensors)
@@ -388,16 +402,6 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         top5_float=acc_float.accuracy(5) if labelled else None,
         top5_sim=acc_sim.accuracy(5) if labelled else None,
         layers=layers, schedule=plan)
-
-
-def _check_no_nan(x: np.ndarray, first: int, source: str, fmt: Any) -> None:
-    """One error naming the data and the first sample holding NaN, which the input format has
-    no code for (numbering samples from 0; `first` is the batch's first sample)."""
-    bad = np.isnan(x).reshape(len(x), -1).any(axis=1)
-    if bad.any():
-        raise RsimError(f"data '{source}': sample {first + int(np.argmax(bad))} holds NaN, but "
-                        f"the input format {fmt} has no NaN code; clean the data (e.g. "
-                        "np.nan_to_num) or give the input a format with NaN")
 
 
 def _fed_by_inputs(layer: Layer, network: Network) -> bool:

@@ -74,3 +74,35 @@ def test_an_unknown_layer_is_one_error(tmp_path):
     result = CliRunner().invoke(cli, ["vectors", "--layer", "nope", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "no layer 'nope'" in result.stderr
+
+
+def test_nan_in_the_data_is_one_error_naming_the_sample(tmp_path):
+    """The same per-batch input check as `rsim simulate`, not a format error from inside."""
+    path = tmp_path / "nan.npz"
+    x = np.random.default_rng(0).random((6, 1, 8, 8)).astype(np.float32)
+    x[3, 0, 2, 2] = np.nan
+    np.savez(path, x=x)
+    result = CliRunner().invoke(cli, ["vectors", "--layer", LAYER, "--data", str(path),
+                                      "--samples", "5", "--out", str(tmp_path / "v")])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        f"rsim: error: data '{path}': sample 3 holds NaN, but the input format fixed<8,7> has "
+        "no NaN code; clean the data (e.g. np.nan_to_num) or give the input a format with NaN"]
+
+
+def test_a_model_with_two_inputs_is_one_error(tmp_path):
+    from onnx import TensorProto, helper, save
+
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 4]) for name in "ab"]
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "two", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = tmp_path / "two.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), model)
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.zeros((2, 4), np.float32))
+    for command in (["vectors", str(model), "--layer", "y", "--out", str(tmp_path / "v")],
+                    ["simulate", str(model)]):
+        result = CliRunner().invoke(cli, [*command, "--data", str(data)])
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "2 inputs (a, b); only single-input models" in result.stderr

@@ -32,16 +32,17 @@ def vectors_command(model, hw, layer_name, out_dir, samples, data, x_name, y_nam
     from rsim.loader import load
     from rsim.qspec import load_qspec
     from rsim.shipped import default_model_path
-    from rsim.simulation import prepare, resolve_accelerator
+    from rsim.simulation import check_fit, prepare, resolve_accelerator
     from rsim.vectors import write_vectors
 
     network = load(model or default_model_path())
     dataset = open_data(data, model is not None, x_name, y_name, label_column, sample_shape,
                         resize, crop, mean, scale, channel_order, grayscale)
-    dataset.check_input_shape(network.input_shapes[network.inputs[0]][1:])
+    check_fit(network, dataset)
     spec, _ = load_qspec(qspec)
     run = prepare(network, resolve_accelerator(hw), spec, dataset, seed=seed)
     x, _ = next(dataset.iter_batches(samples, samples))
+    run.check_batch(x, 0, dataset.source)
     manifest = write_vectors(run, layer_name, x, out_dir, seed)
     console = Console()
     console.print(f"wrote {len(manifest['files'])} vector files and manifest.json for layer "
