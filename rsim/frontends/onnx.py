@@ -391,11 +391,18 @@ class _Converter:
             raise self.error(f"input {name!r} is a constant where rsim needs an activation")
         return name
 
+    def used_extra_output(self, node: onnx.NodeProto) -> str | None:
+        """The first output after the node's first that something reads (a later node or the
+        graph's outputs), or None: rsim keeps only first outputs (no masks, indices, statistics)."""
+        return next(
+            (o for o in node.output[1:] if o and (self.uses[o] or o in self.graph_outputs)), None
+        )
+
     def _remove(self, node, ins):
-        extra = [o for o in node.output[1:] if o and (self.uses[o] or o in self.graph_outputs)]
-        if extra:
+        extra = self.used_extra_output(node)
+        if extra is not None:
             raise self.error(
-                f"its output {extra[0]!r} (the dropout mask) is used; rsim removes Dropout"
+                f"its output {extra!r} (the dropout mask) is used; rsim removes Dropout"
             )
         if ins[0] in self.consts:
             self.consts[node.output[0]] = self.consts[ins[0]]
@@ -535,8 +542,7 @@ class _Converter:
                 total = max(
                     (out - 1) * strides[axis] + dilations[axis] * (kernel[axis] - 1) + 1 - size, 0
                 )
-                small, big = total // 2, total - total // 2
-                pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
+                pads.append(_split_same_pad(total, auto_pad))
             pad4 = (pads[0][0], pads[1][0], pads[0][1], pads[1][1])
         elif auto_pad == "VALID":
             pad4 = (0, 0, 0, 0)
@@ -548,14 +554,19 @@ class _Converter:
             )
         return {"kernel": tuple(kernel), "strides": strides, "dilations": dilations, "pads": pad4}
 
-    # ----- converters (one per ONNX op type) ----------------------------------------------------
-    def _op_Conv(self, node, ins, attrs):
-        x = self.activation(ins[0])
-        w = self.const(ins[1], "the Conv weight")
-        params = {"weight": w}
-        bias = self.optional_const(ins, 2, "the Conv bias")
+    def conv_params(self, ins: list[str], what: str) -> dict[str, np.ndarray]:
+        """A Conv/ConvTranspose node's constant weight and optional bias as layer params."""
+        params = {"weight": self.const(ins[1], f"the {what} weight")}
+        bias = self.optional_const(ins, 2, f"the {what} bias")
         if bias is not None:
             params["bias"] = bias
+        return params
+
+    # ----- converters (one per ONNX op type besides those of _BINARY, _UNARY, _POOLS) -----------
+    def _op_Conv(self, node, ins, attrs):
+        x = self.activation(ins[0])
+        params = self.conv_params(ins, "Conv")
+        w = params["weight"]
         spatial = self.spatial(
             attrs, tuple(attrs.get("kernel_shape", w.shape[2:])), self.shapes[x], "Conv"
         )
@@ -563,11 +574,8 @@ class _Converter:
 
     def _op_ConvTranspose(self, node, ins, attrs):
         x = self.activation(ins[0])
-        w = self.const(ins[1], "the ConvTranspose weight")
-        params = {"weight": w}
-        bias = self.optional_const(ins, 2, "the ConvTranspose bias")
-        if bias is not None:
-            params["bias"] = bias
+        params = self.conv_params(ins, "ConvTranspose")
+        w = params["weight"]
         kernel = tuple(attrs.get("kernel_shape", w.shape[2:]))
         in_shape = self.shapes[x]
         spatial = self.spatial(dict(attrs, auto_pad="NOTSET"), kernel, in_shape, "ConvTranspose")
@@ -588,8 +596,7 @@ class _Converter:
                     + 1
                     - target[a]
                 )
-                small, big = total // 2, total - total // 2
-                pads.append((small, big) if auto_pad == "SAME_UPPER" else (big, small))
+                pads.append(_split_same_pad(total, auto_pad))
             if min(pads[0][0], pads[1][0]) < 0:
                 raise self.error(
                     f"output_shape {target} needs negative leading padding, which rsim "
@@ -675,7 +682,7 @@ class _Converter:
         x = self.activation(ins[0])
         if attrs.get("training_mode", 0):
             raise self.error("training_mode=1 computes batch statistics; rsim runs inference only")
-        if any(o and (self.uses[o] or o in self.graph_outputs) for o in node.output[1:]):
+        if self.used_extra_output(node) is not None:
             raise self.error("its running-statistics outputs are used; rsim runs inference only")
         if not attrs.get("spatial", 1):
             raise self.error("spatial=0 (per-activation statistics) is not supported")
@@ -792,7 +799,7 @@ class _Converter:
 
     def _pool(self, node, ins, attrs, op):
         x = self.activation(ins[0])
-        if any(o and (self.uses[o] or o in self.graph_outputs) for o in node.output[1:]):
+        if self.used_extra_output(node) is not None:
             raise self.error("its Indices output is used; rsim computes pooled values only")
         spatial = self.spatial(attrs, tuple(attrs["kernel_shape"]), self.shapes[x], node.op_type)
         spatial["ceil_mode"] = bool(attrs.get("ceil_mode", 0))
@@ -896,6 +903,13 @@ class _Converter:
 assert set(COMPUTE_OPS) == set(_BINARY) | set(_UNARY) | set(_POOLS) | {
     name.removeprefix("_op_") for name in vars(_Converter) if name.startswith("_op_")
 }, "COMPUTE_OPS and the converters disagree"
+
+
+def _split_same_pad(total: int, auto_pad: str) -> tuple[int, int]:
+    """(begin, end) padding of one axis under auto_pad SAME_*: an odd cell goes to the end for
+    SAME_UPPER, to the beginning for SAME_LOWER (the ONNX rule)."""
+    small, big = total // 2, total - total // 2
+    return (small, big) if auto_pad == "SAME_UPPER" else (big, small)
 
 
 def _as_row_vector(c: np.ndarray, n: int) -> np.ndarray | None:
