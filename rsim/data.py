@@ -23,6 +23,7 @@ data raises RsimError naming the file and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import itertools
@@ -211,8 +212,19 @@ def _open_npy(path: Path, labels: Any, sample_shape: Any, dtype: Any) -> ArrayDa
     return ArrayDataset(x, labels, str(path), sample_shape, dtype)
 
 
-class Hdf5Dataset(Dataset):
-    """Samples from an HDF5 dataset, read slice by slice (the file is open only while reading)."""
+class _NamedArraysDataset(Dataset):
+    """Samples from a file of named arrays (HDF5, .npz): the samples under `x_name`, labels
+    from `labels`, else under `y_name`, else under `y` when the file has one.
+
+    One constructor for both formats, so the label rule, the checks and their messages cannot
+    drift apart. Subclasses give `_open_file()` (a context manager yielding a handle), `_has`,
+    `_describe` (stored shape and dtype; an RsimError naming the file's arrays when missing) and
+    `_read_labels`, plus the words their messages use.
+    """
+
+    _kind = "array"  # what the format calls a named array
+    _file_kind = "file"  # what a readable file is, in "is not a readable ..."
+    _errors: tuple[type[BaseException], ...] = (OSError,)  # what a damaged file raises
 
     def __init__(
         self,
@@ -225,18 +237,52 @@ class Hdf5Dataset(Dataset):
     ) -> None:
         self.path, self.x_name = path, x_name
         try:
-            with h5py.File(path, "r") as file:
-                x = self._dataset(file, x_name)
-                _check_numeric(x.dtype, str(path))
-                shape = x.shape
-                label_name = y_name or ("y" if "y" in file else None)
+            with self._open_file() as file:
+                shape, self._stored_dtype = self._describe(file, x_name)
+                _check_numeric(self._stored_dtype, str(path))
+                label_name = y_name or ("y" if self._has(file, "y") else None)
                 if labels is None and label_name is not None:
-                    labels = self._dataset(file, label_name)[()]
-        except OSError as error:
-            raise RsimError(f"data file '{path}' is not a readable HDF5 file ({error})") from None
+                    labels = self._read_labels(file, label_name)
+        except RsimError:
+            raise
+        except self._errors as error:
+            raise RsimError(
+                f"data file '{path}' is not a readable {self._file_kind} ({error})"
+            ) from None
         if len(shape) < 1:
-            raise RsimError(f"data file '{path}': dataset '{x_name}' has no sample axis")
+            raise RsimError(f"data file '{path}': {self._kind} '{x_name}' has no sample axis")
         super().__init__(str(path), shape[0], shape[1:], labels, sample_shape, dtype)
+
+    def _open_file(self) -> Any:
+        raise NotImplementedError
+
+    def _has(self, file: Any, name: str) -> bool:
+        raise NotImplementedError
+
+    def _describe(self, file: Any, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        raise NotImplementedError
+
+    def _read_labels(self, file: Any, name: str) -> Any:
+        raise NotImplementedError
+
+
+class Hdf5Dataset(_NamedArraysDataset):
+    """Samples from an HDF5 dataset, read slice by slice (the file is open only while reading)."""
+
+    _kind, _file_kind, _errors = "dataset", "HDF5 file", (OSError,)
+
+    def _open_file(self) -> h5py.File:
+        return h5py.File(self.path, "r")
+
+    def _has(self, file: h5py.File, name: str) -> bool:
+        return name in file
+
+    def _describe(self, file: h5py.File, name: str) -> tuple[tuple[int, ...], np.dtype]:
+        x = self._dataset(file, name)
+        return x.shape, x.dtype
+
+    def _read_labels(self, file: h5py.File, name: str) -> Any:
+        return self._dataset(file, name)[()]
 
     def _dataset(self, file: h5py.File, name: str) -> h5py.Dataset:
         found = file.get(name)
@@ -277,46 +323,32 @@ _ZIP_ERRORS = (
 )
 
 
-class NpzDataset(Dataset):
+class NpzDataset(_NamedArraysDataset):
     """Samples from an array in a `.npz` archive, streamed from the (possibly compressed) member
     in order, one batch at a time."""
 
-    def __init__(
-        self,
-        path: Path,
-        x_name: str = "x",
-        y_name: str | None = None,
-        labels: Any = None,
-        sample_shape: Sequence[int] | None = None,
-        dtype: Any = np.float32,
-    ) -> None:
-        self.path, self.x_name = path, x_name
-        try:
-            with zipfile.ZipFile(path) as archive:
-                names = [n.removesuffix(".npy") for n in archive.namelist()]
-                shape, self._stored_dtype = self._header(archive, names, x_name)
-                _check_numeric(self._stored_dtype, str(path))
-                label_name = y_name or ("y" if "y" in names else None)
-                if labels is None and label_name is not None:
-                    self._header(archive, names, label_name)
-                    with archive.open(label_name + ".npy") as member:
-                        labels = np.lib.format.read_array(member, allow_pickle=False)
-        except RsimError:
-            raise
-        except _ZIP_ERRORS as error:
-            raise RsimError(
-                f"data file '{path}' is not a readable .npz archive ({error})"
-            ) from None
-        if len(shape) < 1:
-            raise RsimError(f"data file '{path}': array '{x_name}' has no sample axis")
-        super().__init__(str(path), shape[0], shape[1:], labels, sample_shape, dtype)
+    _kind, _file_kind, _errors = "array", ".npz archive", _ZIP_ERRORS
 
-    def _header(self, archive: zipfile.ZipFile, names: list[str], name: str) -> tuple[Any, Any]:
+    @contextlib.contextmanager
+    def _open_file(self) -> Iterator[tuple[zipfile.ZipFile, list[str]]]:
+        with zipfile.ZipFile(self.path) as archive:
+            yield archive, [n.removesuffix(".npy") for n in archive.namelist()]
+
+    def _has(self, file: tuple[zipfile.ZipFile, list[str]], name: str) -> bool:
+        return name in file[1]
+
+    def _check_name(self, names: list[str], name: str) -> None:
         if name not in names:
             raise RsimError(
                 f"data file '{self.path}' has no array '{name}'; arrays: "
                 f"{', '.join(names) or '(none)'}"
             )
+
+    def _describe(
+        self, file: tuple[zipfile.ZipFile, list[str]], name: str
+    ) -> tuple[tuple[int, ...], np.dtype]:
+        archive, names = file
+        self._check_name(names, name)
         with archive.open(name + ".npy") as member:
             shape, fortran_order, dtype = self._read_header(member)
         if fortran_order:
@@ -325,6 +357,14 @@ class NpzDataset(Dataset):
                 "be streamed; save it with np.ascontiguousarray"
             )
         return shape, dtype
+
+    def _read_labels(self, file: tuple[zipfile.ZipFile, list[str]], name: str) -> Any:
+        """The labels, read whole in one pass (read_array parses their header itself; they are
+        not streamed, so any memory order does)."""
+        archive, names = file
+        self._check_name(names, name)
+        with archive.open(name + ".npy") as member:
+            return np.lib.format.read_array(member, allow_pickle=False)
 
     def _read_header(self, member: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
         version = np.lib.format.read_magic(member)
