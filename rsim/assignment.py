@@ -14,13 +14,14 @@ from collections.abc import Mapping
 import numpy as np
 
 from formats import FixedPoint, Format, Minifloat
+from formats.dfp import dfp_format
 from formats.errors import RsimError
 from formats.pow2 import PowerOfTwo
 from hwconfigs.schema import Accelerator, DynamicFixed
 from kernels.plan import ReductionPlan
 from kernels.requant import requantize_to_range
 from rsim.bitexact import CODE_LAYOUT_OPS, INTEGER_OPS, MAC_OPS, LayerQuant, clip_codes
-from rsim.calibrate import TensorRange, activation_fl, weights_fl
+from rsim.calibrate import TensorRange, activation_fl
 from rsim.network import Layer, Network
 from rsim.qspec import QSpec
 from rsim.schedule.plan import AccumulationPlan
@@ -106,7 +107,7 @@ def _quantize_constants(quant: LayerQuant, rng: np.random.Generator | None) -> N
     rounding = datapath.requant_rounding.value
     spec = datapath.weights
     if isinstance(spec, DynamicFixed):
-        spec = spec.at(weights_fl(weights, spec.bits))
+        spec = spec.at(dfp_format(weights, spec.bits).fl)
     if isinstance(quant.in_fmts[0], Minifloat):
         if not isinstance(spec, Minifloat) or quant.plan.is_integer:
             raise RsimError(f"layer '{layer.name}': minifloat activations need minifloat weights "
@@ -147,7 +148,7 @@ def _aligned_bias(quant: LayerQuant, bias: np.ndarray,
     datapath, acc_fl = quant.datapath, quant.acc_fl
     spec = datapath.bias
     if isinstance(spec, DynamicFixed):
-        spec = spec.at(min(acc_fl, weights_fl(bias, spec.bits)))
+        spec = spec.at(min(acc_fl, dfp_format(bias, spec.bits).fl))
     if not isinstance(spec, FixedPoint):
         raise RsimError(f"layer '{quant.layer.name}': bias format {spec} does not fit an integer "
                         "datapath; use fixed point")

@@ -50,11 +50,6 @@ def collect_ranges(batches: Iterable[dict[str, np.ndarray]], tensors: Iterable[s
     return ranges
 
 
-def weights_fl(values: np.ndarray, bits: int) -> int:
-    """Fractional length of a weight (or bias) tensor: the max rule on its own values."""
-    return choose_fl(float(np.max(np.abs(values))) if values.size else 0.0, bits, "weights")
-
-
 def activation_fl(stats: TensorRange, bits: int, calibration: Calibration) -> int:
     """Fractional length of an activation tensor under the calibration rule."""
     if calibration.rule == "ristretto":

@@ -15,14 +15,12 @@ import math
 from rsim.network import Network
 from rsim.schedule.geometry import GemmWork, conv_work, gemm_work
 
-MAC_OPS = ("conv", "conv_transpose", "gemm", "matmul")
-
 
 def network_work(network: Network, batch: int | None = None) -> list[GemmWork]:
     """GEMM work of every MAC layer of `network` at `batch` (default: its import batch)."""
     work = []
     for layer in network.layers:
-        if layer.op not in MAC_OPS:
+        if layer.op not in _LOWERINGS:
             continue
         in_shapes = [network.shape(tensor, batch) for tensor in layer.inputs]
         out_shape = network.shape(layer.outputs[0], batch)

@@ -11,13 +11,12 @@ the stationary operand, R of skew). For OS, SCALE-Sim 3.0.0 uses fill = R while 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import get_args
 
 from formats.errors import RsimError
+from hwconfigs.schema import Dataflow
 
-Dataflow = Literal["os", "ws", "is"]
-OsFill = Literal["scalesim", "paper"]
-DATAFLOWS: tuple[str, ...] = ("os", "ws", "is")
+DATAFLOWS: tuple[str, ...] = get_args(Dataflow)  # the accelerator schema's dataflows
 OS_FILLS: tuple[str, ...] = ("scalesim", "paper")
 
 
