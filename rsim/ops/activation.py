@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsim.ops.registry import OpSpec, register
-
-
-def _same_shape(shapes, attrs, params):
-    return tuple(shapes[0])
+from rsim.ops.registry import OpSpec, register, same_shape
 
 
 def _relu(arrays, attrs, params):
@@ -64,4 +60,4 @@ for _name, _fn in [
     ("hard_sigmoid", _hard_sigmoid),
     ("hard_swish", _hard_swish),
 ]:
-    register(OpSpec(_name, _fn, _same_shape))
+    register(OpSpec(_name, _fn, same_shape))

@@ -8,15 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsim.ops.registry import OpSpec, register
-
-
-def binary_operands(items, attrs, params):
-    """The (left, right) operands of a binary layer, with its constant put in place."""
-    if "constant" not in params:
-        return tuple(items)
-    const = params["constant"]
-    return (const, items[0]) if attrs["constant_first"] else (items[0], const)
+from rsim.ops.registry import OpSpec, operands, register
 
 
 def _broadcast_shape(shapes, attrs, params):
@@ -27,7 +19,7 @@ def _broadcast_shape(shapes, attrs, params):
 
 def _binary(ufunc):
     def forward(arrays, attrs, params):
-        return ufunc(*binary_operands(arrays, attrs, params))
+        return ufunc(*operands(arrays, attrs, params))
 
     return forward
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.threads import blas_threads_for
-from rsim.ops.registry import OpSpec, register
+from rsim.ops.registry import OpSpec, operands, register
 
 
 def _gemm_shape(shapes, attrs, params):
@@ -37,19 +37,10 @@ def _gemm_forward(arrays, attrs, params):
     return y
 
 
-def matmul_operands(shapes_or_arrays, attrs, params):
-    """The (left, right) operands of a matmul layer, with its constant put in place."""
-    if "constant" not in params:
-        return tuple(shapes_or_arrays)
-    const = params["constant"]
-    other = shapes_or_arrays[0]
-    return (const, other) if attrs["constant_first"] else (other, const)
-
-
 def _matmul_shape(shapes, attrs, params):
     a, b = (
         tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
-        for s in matmul_operands(shapes, attrs, params)
+        for s in operands(shapes, attrs, params)
     )
     a2, b2 = (a if len(a) > 1 else (1,) + a), (b if len(b) > 1 else b + (1,))
     if a2[-1] != b2[-2]:
@@ -66,13 +57,13 @@ def _matmul_shape(shapes, attrs, params):
 def _matmul_macs(shapes, out, attrs, params):
     a = [
         tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
-        for s in matmul_operands(shapes, attrs, params)
+        for s in operands(shapes, attrs, params)
     ][0]
     return int(np.prod(out)) * a[-1]
 
 
 def _matmul_forward(arrays, attrs, params):
-    left, right = matmul_operands(arrays, attrs, params)
+    left, right = operands(arrays, attrs, params)
     # a stacked matmul is one BLAS call per matrix pair: its threads pay off per pair
     pair_macs = left.shape[-1] * (left.shape[-2] if left.ndim > 1 else 1) * (
         right.shape[-1] if right.ndim > 1 else 1

@@ -11,11 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rsim.ops.registry import OpSpec, register
-
-
-def _same_shape(shapes, attrs, params):
-    return tuple(shapes[0])
+from rsim.ops.registry import OpSpec, register, same_shape
 
 
 def _channel_view(v: np.ndarray, ndim: int) -> np.ndarray:
@@ -56,5 +52,5 @@ def _softmax(arrays, attrs, params):
 
 
 register(OpSpec("batchnorm", _batchnorm, _batchnorm_shape))
-register(OpSpec("lrn", _lrn, _same_shape))
-register(OpSpec("softmax", _softmax, _same_shape))
+register(OpSpec("lrn", _lrn, same_shape))
+register(OpSpec("softmax", _softmax, same_shape))

@@ -17,6 +17,21 @@ InferShape = Callable[[Sequence[Shape], Mapping, Mapping[str, np.ndarray]], Shap
 CountMacs = Callable[[Sequence[Shape], Shape, Mapping, Mapping[str, np.ndarray]], int]
 
 
+def same_shape(shapes: Sequence[Shape], attrs: Mapping, params: Mapping) -> Shape:
+    """Shape rule of the ops whose output has their input's shape (activations, LRN, softmax)."""
+    return tuple(shapes[0])
+
+
+def operands(items: Sequence, attrs: Mapping, params: Mapping) -> tuple:
+    """The (left, right) operands of a binary layer (add/sub/mul/div, matmul), given its input
+    arrays or shapes: a layer with one input holds the other operand in params `constant`, on
+    the left when attrs `constant_first`."""
+    if "constant" not in params:
+        return tuple(items)
+    const = params["constant"]
+    return (const, items[0]) if attrs["constant_first"] else (items[0], const)
+
+
 def no_macs(in_shapes: Sequence[Shape], out_shape: Shape, attrs: Mapping, params: Mapping) -> int:
     """Ops that multiply-accumulate nothing (activations, pooling, layout) count zero MACs."""
     return 0
