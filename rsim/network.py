@@ -108,12 +108,12 @@ class Layer:
 
 @dataclass
 class Graph:
-    """What a frontend builds once the input shapes are bound: layers, shapes at `import_batch`,
-    output names and aliases. `batch_note` says why another batch may not work (or is None)."""
+    """What a frontend builds once the input shapes are bound: layers, shapes at `import_batch`
+    and aliases (the output names are the Network's, known before the build). `batch_note` says
+    why another batch may not work (or is None)."""
 
     layers: list[Layer]
     input_shapes: dict[str, Shape]
-    outputs: list[str]
     aliases: dict[str, str]
     import_batch: int
     batch_note: str | None = None
@@ -147,6 +147,7 @@ class Network:
         self.sha256 = sha256
         self._graph: Graph | None = None
         self._shape_cache: dict[int, dict[str, Shape]] = {}
+        self._last_use: dict[int, list[str]] = {}
         bound = self._resolve_input_shapes(input_shapes or {})
         if bound is not None:
             self._build(bound)
@@ -191,6 +192,7 @@ class Network:
             layer.network = self
         self._graph = graph
         self._shape_cache.clear()
+        self._last_use = _last_uses(graph.layers)
 
     def bind(self, input_shapes: Mapping[str, Any]) -> None:
         """Bind symbolic input dimensions (the leading axis stays free to change per run).
@@ -328,8 +330,8 @@ class Network:
         batch = self._check_feed_shapes(feeds)
         self.shapes(batch)
         env: dict[str, np.ndarray] = {n: np.asarray(a, dtype=dt) for n, a in feeds.items()}
-        keep = set(self.resolve(o) for o in self.outputs)
-        last_use = {} if collect else self._last_uses()
+        keep = {self.resolve(o) for o in self.outputs}
+        last_use = {} if collect else self._last_use
         for index, layer in enumerate(self.layers):
             env[layer.outputs[0]] = layer.forward(*(env[t] for t in layer.inputs), dtype=dt)
             for t in last_use.get(index, ()):
@@ -339,16 +341,6 @@ class Network:
         for name in self.outputs:
             result[name] = env[self.resolve(name)]
         return result
-
-    def _last_uses(self) -> dict[int, list[str]]:
-        last: dict[str, int] = {}
-        for index, layer in enumerate(self.layers):
-            for t in layer.inputs:
-                last[t] = index
-        by_layer: dict[int, list[str]] = {}
-        for t, index in last.items():
-            by_layer.setdefault(index, []).append(t)
-        return by_layer
 
     def _check_feeds(self, inputs: Any) -> dict[str, np.ndarray]:
         if isinstance(inputs, Mapping):
@@ -401,6 +393,19 @@ def with_batch(shape: Shape, import_batch: int, batch: int) -> Shape:
     if not shape or shape[0] != import_batch:
         return shape
     return (batch,) + tuple(shape[1:])
+
+
+def _last_uses(layers: list[Layer]) -> dict[int, list[str]]:
+    """Layer index -> the tensors no later layer reads, which run_float frees once that layer
+    has run (computed once per build: the layers do not change after it)."""
+    last: dict[str, int] = {}
+    for index, layer in enumerate(layers):
+        for t in layer.inputs:
+            last[t] = index
+    by_layer: dict[int, list[str]] = {}
+    for t, index in last.items():
+        by_layer.setdefault(index, []).append(t)
+    return by_layer
 
 
 def _spec_text(spec: tuple) -> str:

@@ -328,7 +328,6 @@ class _Converter:
         return Graph(
             self.layers,
             dict(self.bound),
-            [v.name for v in self.graph.output],
             aliases,
             self.batch,
             self.batch_note,
