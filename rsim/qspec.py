@@ -23,15 +23,13 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, create_model
 
-from formats import FormatField
 from formats.errors import RsimError
-from formats.modes import Rounding
 from hwconfigs.loader import read_yaml, validate
-from hwconfigs.schema import BiasMode, Datapath, OperandFormat, Register, StrictModel
+from hwconfigs.schema import Datapath, StrictModel
 
 CalibrationRule = Literal["max", "ristretto", "percentile", "mse"]
 
@@ -52,22 +50,19 @@ class Calibration(StrictModel):
     samples: PositiveInt = Field(256, description="samples from the start of the data")
 
 
-class LayerOverride(StrictModel):
-    """Datapath keys that replace the accelerator's for the layers `match` selects."""
-
-    match: str = Field(description="a layer name, or a glob over layer names")
-    weights: OperandFormat | None = None
-    activations: OperandFormat | None = None
-    bias: OperandFormat | None = None
-    product: FormatField | None = None
-    accumulator: Register | None = None
-    partial_sum: Register | None = None
-    requant_rounding: Rounding | None = None
-    bias_mode: BiasMode | None = None
-
+class _Override(StrictModel):
     def update(self) -> dict[str, Any]:
         """The datapath keys this entry sets."""
         return {key: getattr(self, key) for key in self.model_fields_set if key != "match"}
+
+
+# every Datapath key, optional: a key added to the datapath can be overridden at once
+LayerOverride = create_model(
+    "LayerOverride", __base__=_Override,
+    __doc__="Datapath keys that replace the accelerator's for the layers `match` selects.",
+    match=(str, Field(description="a layer name, or a glob over layer names")),
+    **{name: (hint | None, None)
+       for name, hint in get_type_hints(Datapath, include_extras=True).items()})
 
 
 class QSpec(StrictModel):
