@@ -33,10 +33,11 @@ from kernels.fconv import pad_nchw, tap
 
 @njit(cache=True)
 def divide_round(num, den, rounding, u):
-    """num / den rounded to an integer (int64 num, 0 < den < 2^30), exactly, in mode `rounding`.
+    """num / den rounded to an integer (int64 num, 0 < den < 2^62), exactly, in mode `rounding`.
 
     Stochastic: floor(num/den + u), u a multiple of 2^-53; carry when 2^53 − u·2^53 <=
-    floor(r·2^53 / den), evaluated by long division on int64.
+    floor(r·2^53 / den), evaluated by long division on int64 (two 26/27-bit steps while
+    den < 2^36, bit by bit above).
     """
     q = num // den
     r = num - q * den  # 0 <= r < den
@@ -52,9 +53,17 @@ def divide_round(num, den, rounding, u):
     if rounding == NEAREST_EVEN:
         return q + (1 if (twice > den or (twice == den and (q & 1) == 1)) else 0)
     if rounding == STOCHASTIC:
-        high = (r << 26) // den
-        rest = (r << 26) - high * den
-        fraction = (high << 27) + (rest << 27) // den  # floor(r · 2^53 / den)
+        if den < (np.int64(1) << 36):
+            high = (r << 26) // den
+            rest = (r << 26) - high * den
+            fraction = (high << 27) + (rest << 27) // den  # floor(r · 2^53 / den)
+        else:
+            fraction = np.int64(0)
+            for _ in range(53):  # r < den < 2^62: doubling r stays inside int64
+                r *= 2
+                bit = 1 if r >= den else 0
+                r -= bit * den
+                fraction = fraction * 2 + bit
         u_int = np.int64(u * 9007199254740992.0)
         return q + (1 if (np.int64(1) << 53) - u_int <= fraction else 0)
     return q
@@ -72,8 +81,9 @@ def _out_size(size: int, k_eff: int, stride: int, before: int, after: int, ceil_
 
 @njit(cache=True, nogil=True)
 def _avg_pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow, count_pad,
-              rounding, u, out):  # fmt: skip
-    """Exact window sums divided by the tap count (0 for a window with no tap)."""
+              shift, rounding, u, out):  # fmt: skip
+    """Exact window sums divided by the tap count times 2^shift, rounded once (0 for a window
+    with no tap)."""
     n_b, n_c, h, w = x.shape
     stochastic = rounding == STOCHASTIC
     for r in range(n_b * n_c):
@@ -97,7 +107,7 @@ def _avg_pool(x, kh, kw, sh, sw, dh, dw, top, left, pad_h_end, pad_w_end, oh, ow
                     out[n, c, y, xo] = 0
                 else:
                     ui = u[(r * oh + y) * ow + xo] if stochastic else 0.0
-                    out[n, c, y, xo] = divide_round(total, count, rounding, ui)
+                    out[n, c, y, xo] = divide_round(total, np.int64(count) << shift, rounding, ui)
 
 
 def _pool_args(x, kernel, stride, padding, dilation, ceil_mode, kinds="iu", what="integer codes"):
@@ -151,12 +161,19 @@ def max_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
 
 def avg_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, padding=0,
                dilation=1, ceil_mode: bool = False, count_include_pad: bool = False,
-               rounding: str | Rounding = "nearest_away",
-               rng: np.random.Generator | None = None) -> np.ndarray:  # fmt: skip
-    """Exact window sum divided by the tap count, rounded as `rounding` says; int64 result."""
+               rounding: str | Rounding = "nearest_away", rng: np.random.Generator | None = None,
+               divisor_shift: int = 0) -> np.ndarray:  # fmt: skip
+    """Exact window sum divided by the tap count, rounded as `rounding` says; int64 result.
+
+    `divisor_shift` s divides by count·2^s in the same single rounding: the window mean of codes
+    at fractional length f, written at the coarser fractional length f − s, rounded once."""
     arr, (kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh, ow) = _pool_args(
         x, kernel, stride, padding, dilation, ceil_mode)
     mode = as_rounding(rounding)
+    if isinstance(divisor_shift, bool) or not isinstance(divisor_shift, (int, np.integer)) \
+            or divisor_shift < 0 or (kh * kw) << int(divisor_shift) >= 1 << 62:
+        raise RsimError(f"divisor_shift: must be an integer >= 0 with {kh}x{kw}·2^shift below "
+                        f"2^62, got {divisor_shift!r}")
     out = np.empty((arr.shape[0], arr.shape[1], oh, ow), np.int64)
     u = np.zeros(1)
     if mode is Rounding.STOCHASTIC:
@@ -164,5 +181,5 @@ def avg_pool2d(x: np.ndarray, kernel: int | tuple[int, int], *, stride=None, pad
             raise RsimError("rng: rounding=stochastic needs a numpy.random.Generator")
         u = rng.random(out.size)
     _avg_pool(np.ascontiguousarray(arr), kh, kw, sh, sw, dh, dw, top, left, bottom, right, oh,
-              ow, bool(count_include_pad), mode.code, u, out)  # fmt: skip
+              ow, bool(count_include_pad), int(divisor_shift), mode.code, u, out)  # fmt: skip
     return out

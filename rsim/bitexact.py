@@ -12,9 +12,9 @@ reduction plan) and `run` computes the layer:
   datapath's rounding, saturating; minifloat datapaths use the minifloat kernels instead;
 - relu / clip / maxpool / flatten / reshape / transpose / squeeze / unsqueeze / zero pad: on codes,
   the output keeps the input's format (nothing to round);
-- avgpool / global_avgpool: exact window sums (scaled up exactly to a finer output grid) divided
-  by the tap count with one rounding, then saturated to the output format (an output grid coarser
-  than the input's adds a second rounding shift);
+- avgpool / global_avgpool: exact window sums divided by the tap count with one rounding into
+  the output grid (a finer grid scales the sums up exactly, a coarser one multiplies the divisor
+  by the power of two), then saturated to the output format;
 - add / sub of two activations and concat: operands aligned exactly, then one requantization to
   the output format;
 - everything else (sigmoid, softmax, hard_swish, mul, div, unfolded batchnorm, lrn, ...) has no
@@ -118,8 +118,10 @@ class LayerQuant:
 
     @property
     def acc_fl(self) -> int:
-        """Fractional length of the accumulator of an integer MAC layer."""
-        return self.in_fmts[0].fl + self.weight_fl
+        """Fractional length of the accumulator of an integer MAC layer: the sum of its two
+        operands' (the weights', or the second activation's for a product of two activations)."""
+        second = self.weight_fl if self.weights is not None else self.in_fmts[1].fl
+        return self.in_fmts[0].fl + second
 
     def commutes_with(self, rounding: str) -> bool:
         """Whether this layer on inputs quantized with `rounding` gives exactly its float output
@@ -281,17 +283,18 @@ class LayerQuant:
                     dilation=attrs["dilations"], ceil_mode=attrs["ceil_mode"], **extra)
 
     def _avgpool(self, x: QTensor, rounding: str, rng) -> Outcome:
+        """Exact window sums, one rounded division into the output grid: a finer grid scales
+        the codes up exactly first, a coarser one joins the divisor (count·2^shift)."""
         fmt = self.out_fmt
         finer = fmt.fl - x.fmt.fl
         codes = QTensor(x.data.astype(np.int64) << max(finer, 0), x.fmt)
+        divide = {"rounding": rounding, "rng": rng, "divisor_shift": max(-finer, 0)}
         if self.layer.op == "global_avgpool":
             h, w = x.data.shape[2:]
-            mean = avg_pool2d(codes.data, (h, w), rounding=rounding, rng=rng)
+            mean = avg_pool2d(codes.data, (h, w), **divide)
         else:
-            mean = self._pool(codes, avg_pool2d, rounding=rounding, rng=rng,
-                              count_include_pad=self.layer.attrs["count_include_pad"])
-        if finer < 0:
-            mean = requantize_shift(mean, -finer, out_bits=64, rounding=rounding, rng=rng)
+            mean = self._pool(codes, avg_pool2d, count_include_pad=self.layer.attrs[
+                "count_include_pad"], **divide)
         out = np.clip(mean, fmt.min_code, fmt.max_code)
         return Outcome(QTensor(out.astype(fmt.code_dtype), fmt), out != mean)
 

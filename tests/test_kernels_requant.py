@@ -318,3 +318,23 @@ def test_stochastic_requantize_to_range_draws_like_requantize_shift():
                                        rng=np.random.default_rng(7))  # fmt: skip
     assert np.array_equal(codes, np.clip(rounded, -500, 500))
     assert np.array_equal(saturated, np.abs(rounded) > 500) and saturated.any()
+
+
+@pytest.mark.parametrize("shift", [1, 4, 40])
+def test_average_pool_with_a_divisor_shift_rounds_the_mean_once(shift):
+    """divisor_shift s: the window sum over count·2^s, one rounding in every mode (stochastic
+    included, whose long division runs bit by bit once count·2^s passes 2^36)."""
+    rng = np.random.default_rng(10)
+    x = rng.integers(-2**40, 2**40, (1, 2, 5, 5))
+    for rounding in ROUNDINGS:
+        ours = kernels.avg_pool2d(x, 3, stride=2, padding=1, rounding=rounding,
+                                  divisor_shift=shift)
+        for idx, inside, _, _ in _window_reference(x, (3, 3), (2, 2), (1, 1, 1, 1), False):
+            mean = Fraction(sum(inside), len(inside) * 2**shift)
+            assert ours[idx] == _round_fraction(mean, rounding), (rounding, idx)
+    ours = kernels.avg_pool2d(x, 3, stride=2, padding=1, rounding="stochastic", divisor_shift=shift,
+                              rng=np.random.default_rng(11))
+    draws = np.random.default_rng(11).random(ours.size).reshape(ours.shape)
+    for idx, inside, _, _ in _window_reference(x, (3, 3), (2, 2), (1, 1, 1, 1), False):
+        mean = Fraction(sum(inside), len(inside) * 2**shift)
+        assert ours[idx] == math.floor(mean + Fraction(float(draws[idx])))

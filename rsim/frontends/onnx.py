@@ -102,6 +102,9 @@ FLOAT_TENSOR_TYPES = (
     onnx.TensorProto.BFLOAT16,
 )
 
+# float types narrower than the float path's float32, by the format spec they round to
+NARROW_FLOATS = {onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16"}
+
 
 def supported_ops_text() -> str:
     return (
@@ -415,7 +418,11 @@ class _Converter:
                 f"casts an activation to {onnx.TensorProto.DataType.Name(to)}; the float "
                 "path only keeps floating-point activations"
             )
-        self.aliases[node.output[0]] = ins[0]
+        if to in NARROW_FLOATS:  # the values are rounded to the narrower type
+            self.layer_name = node.name or node.output[0]
+            self.emit("cast", [ins[0]], node.output[0], {"format": NARROW_FLOATS[to]})
+        else:
+            self.aliases[node.output[0]] = ins[0]
 
     def _fold_shape(self, node, ins):
         shape = np.array(self.shapes[ins[0]], dtype=np.int64)

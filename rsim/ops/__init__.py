@@ -4,11 +4,11 @@
 the only ones a `Layer.op` can carry:
 
 conv, conv_transpose, gemm, matmul, relu, clip, leaky_relu, sigmoid, tanh, hard_sigmoid,
-hard_swish, maxpool, avgpool, global_avgpool, batchnorm, lrn, softmax, add, sub, mul, div,
+hard_swish, cast, maxpool, avgpool, global_avgpool, batchnorm, lrn, softmax, add, sub, mul, div,
 concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
 """
 
-from rsim.ops import activation, conv, elementwise, layout, matmul, normalization, pooling
+from rsim.ops import activation, cast, conv, elementwise, layout, matmul, normalization, pooling
 from rsim.ops.registry import OPS, OpSpec
 
 OP_NAMES: tuple[str, ...] = tuple(OPS)
@@ -18,6 +18,7 @@ __all__ = [
     "OP_NAMES",
     "OpSpec",
     "activation",
+    "cast",
     "conv",
     "elementwise",
     "layout",
