@@ -16,7 +16,11 @@ import numpy as np
 from _timing import best_time
 
 import kernels
-from formats import Minifloat, parse
+from formats import Minifloat, Register, parse
+from kernels import ReductionPlan
+
+ACC32 = ReductionPlan(Register.integer(32))  # a 32-bit saturating accumulator, whole K
+ACC16 = ReductionPlan(Register.integer(16))
 
 
 def best_of(fns: dict, repeats: int = 5, rounds: int = 4) -> dict:
@@ -57,8 +61,8 @@ def bench_gemm_32(rng) -> None:
     b = rng.integers(-128, 128, (k, n)).astype(np.int8)
     af, bf = a.astype(np.float32), b.astype(np.float32)
     ort = ort_matmul_integer(a, b)
-    assert np.array_equal(kernels.gemm(a, b, acc_bits=32)[0], ort())
-    t = best_of({"ours": lambda: kernels.gemm(a, b, acc_bits=32), "blas": lambda: af @ bf, "ort": ort})
+    assert np.array_equal(kernels.gemm(a, b, ACC32)[0], ort())
+    t = best_of({"ours": lambda: kernels.gemm(a, b, ACC32), "blas": lambda: af @ bf, "ort": ort})
     print(f"(1) int8 GEMM {m}x{k}x{n}, 32-bit acc: ours {t['ours'] * 1e3:.2f} ms, float32 BLAS "
           f"{t['blas'] * 1e3:.2f} ms, onnxruntime MatMulInteger {t['ort'] * 1e3:.2f} ms")  # fmt: skip
     report("throughput vs float32 BLAS", t["blas"] / t["ours"], ">= 0.5")
@@ -72,8 +76,8 @@ def bench_gemm_16_sparse_risk(rng) -> None:
     a[17] = rng.integers(-128, 128, k)  # one hot row and one hot column put ~0.9 % at risk
     b[:, 42] = rng.integers(-128, 128, k)
     af, bf = a.astype(np.float32), b.astype(np.float32)
-    _, stats = kernels.gemm(a, b, acc_bits=16)
-    t = best_of({"ours": lambda: kernels.gemm(a, b, acc_bits=16), "blas": lambda: af @ bf})
+    _, stats = kernels.gemm(a, b, ACC16)
+    t = best_of({"ours": lambda: kernels.gemm(a, b, ACC16), "blas": lambda: af @ bf})
     print(f"(2) int8 GEMM, 16-bit saturating acc, {100 * stats.outputs_at_risk / (m * n):.2f} % of "
           f"outputs at risk: ours {t['ours'] * 1e3:.2f} ms, float32 BLAS {t['blas'] * 1e3:.2f} ms")  # fmt: skip
     report("throughput vs float32 BLAS", t["blas"] / t["ours"], ">= 0.25")
@@ -83,12 +87,12 @@ def bench_sequential(rng) -> None:
     m, k, n = 256, 1152, 128
     a = rng.integers(-128, 128, (m, k)).astype(np.int8)
     b = rng.integers(-128, 128, (k, n)).astype(np.int8)
-    _, stats = kernels.gemm(a, b, acc_bits=16)
+    _, stats = kernels.gemm(a, b, ACC16)
     assert stats.outputs_at_risk == m * n
     threads = numba.get_num_threads()
     for count in (1, threads):
         numba.set_num_threads(count)
-        t = best_of({"ours": lambda: kernels.gemm(a, b, acc_bits=16)}, repeats=3, rounds=2)["ours"]
+        t = best_of({"ours": lambda: kernels.gemm(a, b, ACC16)}, repeats=3, rounds=2)["ours"]
         print(f"(3) every output at risk (sequential saturating kernel), {count} thread(s): "
               f"{m * k * n / t / 1e9:.2f} GMAC/s = {m * k * n / t / 1e9 / count:.2f} GMAC/s per core "
               "(target >= 2 per core)")  # fmt: skip
@@ -110,9 +114,9 @@ def bench_conv(rng) -> None:
     def baseline():
         return im2col_float32(xf, 3, 3, 1) @ wf
 
-    ours, _ = kernels.conv2d(x, w, padding=1, acc_bits=32)
+    ours, _ = kernels.conv2d(x, w, ACC32, padding=1)
     assert np.array_equal(ours[0].reshape(64, -1).T, baseline().astype(np.int64))
-    t = best_of({"ours": lambda: kernels.conv2d(x, w, padding=1, acc_bits=32), "blas": baseline})
+    t = best_of({"ours": lambda: kernels.conv2d(x, w, ACC32, padding=1), "blas": baseline})
     print(f"(4) conv 3x3 64->64 56x56 int8, 32-bit acc: ours {t['ours'] * 1e3:.2f} ms, float32 "
           f"im2col + BLAS {t['blas'] * 1e3:.2f} ms")  # fmt: skip
     report("throughput vs float32 im2col + BLAS", t["blas"] / t["ours"], ">= 0.3")
@@ -123,8 +127,7 @@ def bench_minifloat(rng) -> None:
     m, k, n = 128, 1152, 128
     a = e4m3.quantize(rng.normal(size=(m, k)))
     b = e4m3.quantize(rng.normal(size=(k, n)))
-    t = best_of({"ours": lambda: kernels.minifloat_gemm(a, b, a_format=e4m3, b_format=e4m3,
-                                                        acc_format=fp16)}, repeats=3, rounds=2)["ours"]  # fmt: skip
+    t = best_of({"ours": lambda: kernels.minifloat_gemm(a, b, ReductionPlan(Register.floating(fp16)), a_format=e4m3, b_format=e4m3)}, repeats=3, rounds=2)["ours"]  # fmt: skip
     print(f"(5) fp8 e4m3 x e4m3 accumulated in fp16, rounded after every add: "
           f"{m * k * n / t / 1e9:.3f} GMAC/s (target >= 0.5)")  # fmt: skip
 

@@ -14,6 +14,7 @@ from formats.minifloat import Minifloat, RistrettoMinifloat
 from formats.modes import Overflow, Rounding, as_overflow, as_rounding
 from formats.mx import MXCodes, MXFormat
 from formats.pow2 import PowerOfTwo
+from formats.register import Register
 from formats.spec import parse
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Minifloat",
     "Overflow",
     "PowerOfTwo",
+    "Register",
     "RistrettoMinifloat",
     "Rounding",
     "RsimError",

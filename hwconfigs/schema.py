@@ -26,7 +26,8 @@ from pydantic import (
 
 from formats import FormatField
 from formats.fixed import FixedPoint
-from formats.modes import Overflow, Rounding
+from formats.modes import Rounding
+from formats.register import Register
 
 Dataflow = Literal["os", "ws", "is"]
 BiasMode = Literal["preload", "post"]
@@ -69,21 +70,6 @@ OperandFormat = Annotated[
 ]
 
 
-class Register(StrictModel):
-    """An accumulation register: `bits` of two's complement with an overflow rule applied after
-    every addition, or a floating-point `format` rounded after every addition."""
-
-    bits: int | None = Field(None, ge=2, le=64, description="integer register width")
-    overflow: Overflow = Field(Overflow.SATURATE, description="integer overflow rule")
-    format: FormatField | None = Field(None, description="float register format spec")
-
-    @model_validator(mode="after")
-    def _bits_or_format(self) -> Register:
-        if (self.bits is None) == (self.format is None):
-            raise ValueError("give exactly one of bits (integer register) or format (float)")
-        return self
-
-
 class Datapath(StrictModel):
     """Word formats and the accumulation rules of the MAC datapath."""
 
@@ -95,16 +81,19 @@ class Datapath(StrictModel):
         None, description="format products are rounded to before accumulation; none = exact")
     accumulator: Register = Field(description="the PE/column accumulator")
     partial_sum: Register | None = Field(
-        None, description="partial-sum buffer adding WS/IS row-fold results; none = accumulator")
+        None, description="partial-sum buffer adding WS/IS row-fold results; none = the "
+                          "accumulator's precision")
     requant_rounding: Rounding = Field(
         Rounding.NEAREST_EVEN, description="rounding of the accumulator to the output format")
     bias_mode: BiasMode = Field(
         "post", description="preload: bias starts the accumulator; post: added to the result")
 
-    @property
-    def psum(self) -> Register:
-        """The partial-sum register (the accumulator's precision unless given)."""
-        return self.partial_sum or self.accumulator
+    @model_validator(mode="after")
+    def _product_on_float_datapaths(self) -> Datapath:
+        if self.product is not None and self.accumulator.is_integer:
+            raise ValueError("product: rounding products to a format applies to float "
+                             "accumulators; an integer datapath's products are exact")
+        return self
 
 
 HOROWITZ_MAC_PJ = {8: 0.3, 16: 0.9, 32: 3.2}

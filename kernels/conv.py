@@ -29,7 +29,7 @@ from numba import njit, prange
 from formats.errors import RsimError
 from kernels.fconv import conv2d_float
 from kernels.gemm import FLOAT32_EXACT, check_bias, gemm_batched, int_codes, max_abs
-from kernels.plan import AccumulatorStats, ReductionPlan
+from kernels.plan import AccumulatorStats, ReductionPlan, integer_plan
 from kernels.threads import threads_for
 
 K_ORDERS = ("chw", "hwc")
@@ -156,9 +156,9 @@ def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, b
         return fast
     low = lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order)
     bias_g = None if bias is None else bias.reshape(groups, -1)
-    out, acc_ev, psum_ev, n_risk = gemm_batched(low.cols, low.weights, plan, bias_g)
+    out, acc_ev, partial_sum_ev, n_risk = gemm_batched(low.cols, low.weights, plan, bias_g)
     return low.to_nchw(out), AccumulatorStats(
-        low.to_nchw(acc_ev), low.to_nchw(psum_ev), 1, n_risk
+        low.to_nchw(acc_ev), low.to_nchw(partial_sum_ev), 1, n_risk
     )
 
 
@@ -195,34 +195,26 @@ def _float32_conv(x, w, stride, pads, dilation, groups, pad_value, plan, bias):
 def conv2d(
     x: np.ndarray,
     w: np.ndarray,
+    plan: ReductionPlan,
     *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
     pad_value: int = 0,
-    acc_bits: int,
-    acc_overflow: str = "saturate",
-    k_chunk: int | None = None,
-    psum_bits: int | None = None,
-    psum_overflow: str = "saturate",
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
     k_order: str = "chw",
     x_bits: int | None = None,
     w_bits: int | None = None,
 ) -> tuple[np.ndarray, AccumulatorStats]:
-    """Convolution of NCHW codes x with OIHW codes w, accumulated as the plan says.
+    """Convolution of NCHW codes x with OIHW codes w, accumulated as the integer `plan` says.
 
     Codes are signed with zero points already subtracted; padded taps read `pad_value`.
     `padding` is an int, (h, w) or (top, left, bottom, right) as ONNX `pads`. `bias` has one
     value per output channel. `x_bits`/`w_bits` optionally declare the codes' signed widths.
     Returns the int64 (N, O, OH, OW) result and its `AccumulatorStats` (channel axis 1).
     """
-    plan = ReductionPlan.build(
-        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
-        psum_overflow=psum_overflow, bias_mode=bias_mode,
-    )  # fmt: skip
+    plan = integer_plan(plan, "conv2d")
     x = int_codes(x, "x", x_bits, ndim=4)
     w = int_codes(w, "w", w_bits, ndim=4)
     if not isinstance(pad_value, (int, np.integer)):
@@ -280,18 +272,13 @@ def conv2d_changed(
     x_before: np.ndarray,
     x: np.ndarray,
     w: np.ndarray,
+    plan: ReductionPlan,
     *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
-    acc_bits: int,
-    acc_overflow: str = "saturate",
-    k_chunk: int | None = None,
-    psum_bits: int | None = None,
-    psum_overflow: str = "saturate",
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
     max_changed: float = 0.125,
 ) -> tuple[np.ndarray, AccumulatorStats] | None:
     """`conv2d(x, w, ...)` from `acc`, the result of the same convolution on `x_before`, when x
@@ -303,10 +290,7 @@ def conv2d_changed(
     linear: the result is acc plus the convolution of x − x_before, which costs a scatter over
     the changed codes only. The counters are all zero, as `conv2d`'s would be.
     """
-    plan = ReductionPlan.build(
-        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
-        psum_overflow=psum_overflow, bias_mode=bias_mode,
-    )  # fmt: skip
+    plan = integer_plan(plan, "conv2d_changed")
     x = int_codes(x, "x", ndim=4)
     x_before = int_codes(x_before, "x_before", ndim=4)
     w = int_codes(w, "w", ndim=4)
@@ -339,19 +323,14 @@ def conv2d_changed(
 def conv_transpose2d(
     x: np.ndarray,
     w: np.ndarray,
+    plan: ReductionPlan,
     *,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     output_padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
-    acc_bits: int,
-    acc_overflow: str = "saturate",
-    k_chunk: int | None = None,
-    psum_bits: int | None = None,
-    psum_overflow: str = "saturate",
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
     x_bits: int | None = None,
     w_bits: int | None = None,
 ) -> tuple[np.ndarray, AccumulatorStats]:
@@ -360,10 +339,7 @@ def conv_transpose2d(
     Output size per axis: stride·(in − 1) + output_padding + dilation·(k − 1) + 1 − pads.
     Reduction order: see the module docstring. Returns (int64 (N, O, OH, OW), stats).
     """
-    plan = ReductionPlan.build(
-        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
-        psum_overflow=psum_overflow, bias_mode=bias_mode,
-    )  # fmt: skip
+    plan = integer_plan(plan, "conv_transpose2d")
     x = int_codes(x, "x", x_bits, ndim=4)
     w = int_codes(w, "w", w_bits, ndim=4)
     direct = as_direct_conv(x, w, stride, padding, output_padding, dilation, groups)

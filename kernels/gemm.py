@@ -28,7 +28,7 @@ from numba import njit
 
 from formats.errors import RsimError
 from kernels.accumulate import sequential_rows
-from kernels.plan import AccumulatorStats, ReductionPlan, _check_bits
+from kernels.plan import AccumulatorStats, ReductionPlan, integer_plan
 from kernels.threads import blas_threads_for, threads_for
 
 _MAX_PRODUCT = 1 << 62
@@ -42,6 +42,12 @@ _REFINE_IF_SAFE_SHARE = 0.75  # ... fewer than 75 % of them truly at risk
 _FLOAT32_BOUND_MAX_K = 1 << 20  # float32 keeps the Σ|a·b| bound's rounding small up to here
 _DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs at risk runs as a whole row
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
+
+
+def _check_bits(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 2 <= value <= 64:
+        raise RsimError(f"{what}: must be an integer in 2..64, got {value!r}")
+    return int(value)
 
 
 def int_codes(x: object, what: str, bits: int | None = None, ndim: int | None = None) -> np.ndarray:
@@ -229,7 +235,7 @@ def gemm_batched(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Run `plan` on integer (G, M, K) @ (G, K, N) with bias (G, N) or None.
 
-    Returns out, acc_events, psum_events (each (G, M, N) int64) and the number of outputs
+    Returns out, acc_events, partial_sum_events (each (G, M, N) int64) and the number of outputs
     that went through the sequential kernel. Arguments must already be validated.
     """
     n_g, n_m, n_k = a.shape
@@ -240,7 +246,7 @@ def gemm_batched(
     if fast is not None:
         return fast
     acc_events = np.zeros(shape, np.int64)
-    psum_events = np.zeros(shape, np.int64)
+    partial_sum_events = np.zeros(shape, np.int64)
     af, a_sums, a_maxes, a_max = prepare_rows(a)
     max_product = a_max * b_max
     if max_product > _MAX_PRODUCT:
@@ -275,11 +281,11 @@ def gemm_batched(
     else:
         out = np.zeros(shape, np.int64)
     if n_risk:
-        _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, psum_events)
-    return out, acc_events, psum_events, n_risk
+        _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, partial_sum_events)
+    return out, acc_events, partial_sum_events, n_risk
 
 
-def _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, psum_events) -> None:
+def _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, partial_sum_events) -> None:
     """Run the sequential kernel on the outputs at risk, oriented so each pass has long vectors.
 
     Rows holding many outputs at risk run along their columns; the remaining outputs run along
@@ -292,32 +298,33 @@ def _run_sequential(a, b, plan, bias, at_risk, a_max, b_max, out, acc_events, ps
     by_row = at_risk & dense_rows[:, :, None]
     rest = at_risk & ~by_row
     dtype = _smallest_int_dtype(max(a_max, b_max))
-    acc, psum = plan.acc, plan.psum if plan.psum is not None else plan.acc
+    acc, partial_sum = plan.accumulator, plan.partial_sum or plan.accumulator
     bias_arr = np.zeros((n_g, n_n), np.int64) if bias is None else bias.astype(np.int64)
-    fits_int32 = max(acc.bits, psum.bits) <= 32 and a_max * b_max < (1 << 31)
+    fits_int32 = max(acc.bits, partial_sum.bits) <= 32 and a_max * b_max < (1 << 31)
     registers = (
         bias is not None and plan.bias_mode == "post",
         bias is not None and plan.bias_mode == "preload",
         n_k if plan.k_chunk is None else plan.k_chunk,
         acc.lo, acc.hi, 64 - acc.bits, acc.overflow.value == "wrap",
-        plan.psum is not None, psum.lo, psum.hi, 64 - psum.bits, psum.overflow.value == "wrap",
+        plan.partial_sum is not None, partial_sum.lo, partial_sum.hi, 64 - partial_sum.bits,
+        partial_sum.overflow.value == "wrap",
         np.int32 if fits_int32 else np.int64,
     )  # fmt: skip
     if by_row.any():
         _sequential_pass(a, np.ascontiguousarray(b, dtype=dtype), by_row, dtype, bias_arr, False,
-                         registers, out, acc_events, psum_events)  # fmt: skip
+                         registers, out, acc_events, partial_sum_events)  # fmt: skip
     if rest.any():
         shape_t = (n_g, n_n, n_m)
-        out_t, acc_t, psum_t = (np.zeros(shape_t, np.int64) for _ in range(3))
+        out_t, acc_t, partial_sum_t = (np.zeros(shape_t, np.int64) for _ in range(3))
         _sequential_pass(b.transpose(0, 2, 1), np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype),
                          rest.transpose(0, 2, 1), dtype, bias_arr, True, registers, out_t, acc_t,
-                         psum_t)  # fmt: skip
-        for full, part in ((out, out_t), (acc_events, acc_t), (psum_events, psum_t)):
+                         partial_sum_t)  # fmt: skip
+        for full, part in ((out, out_t), (acc_events, acc_t), (partial_sum_events, partial_sum_t)):
             full[rest] = part.transpose(0, 2, 1)[rest]
 
 
 def _sequential_pass(a, b, mask, dtype, bias, bias_by_row, registers, out, acc_events,
-                     psum_events) -> None:  # fmt: skip
+                     partial_sum_events) -> None:  # fmt: skip
     """One orientation: the rows of a (G, M, K) that hold outputs in mask (G, M, N).
 
     A row with at least half of its outputs selected runs all of them (contiguous b, no
@@ -337,7 +344,7 @@ def _sequential_pass(a, b, mask, dtype, bias, bias_by_row, registers, out, acc_e
     a_rows = np.ascontiguousarray(a.reshape(n_g * n_m, n_k)[rows], dtype=dtype)
     with threads_for(cols.size * n_k):
         sequential_rows(a_rows, b, n_m, rows, col_ptr, cols, bias, bias_by_row, *registers, out,
-                        acc_events, psum_events)  # fmt: skip
+                        acc_events, partial_sum_events)  # fmt: skip
 
 
 def check_bias(bias: object, n: int, plan: ReductionPlan, what: str = "bias") -> np.ndarray | None:
@@ -349,7 +356,7 @@ def check_bias(bias: object, n: int, plan: ReductionPlan, what: str = "bias") ->
         raise RsimError(f"{what}: must have one value per output channel ({n}), got {arr.shape[0]}")
     reg = plan.bias_register
     if not reg.fits(arr):
-        where = "accumulator" if reg is plan.acc else "partial-sum register"
+        where = "accumulator" if reg is plan.accumulator else "partial-sum register"
         raise RsimError(
             f"{what}: values span {int(arr.min())}..{int(arr.max())}, which does not fit the "
             f"{reg.bits}-bit {where} it enters (range {reg.lo}..{reg.hi})"
@@ -360,27 +367,17 @@ def check_bias(bias: object, n: int, plan: ReductionPlan, what: str = "bias") ->
 def gemm(
     a: np.ndarray,
     b: np.ndarray,
+    plan: ReductionPlan,
     *,
-    acc_bits: int,
-    acc_overflow: str = "saturate",
-    k_chunk: int | None = None,
-    psum_bits: int | None = None,
-    psum_overflow: str = "saturate",
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
     a_bits: int | None = None,
     b_bits: int | None = None,
 ) -> tuple[np.ndarray, AccumulatorStats]:
-    """out[m, n] = Σ_k a[m, k]·b[k, n] on integer codes, accumulated as the plan says.
-
-    See `kernels.plan` for the exact semantics of the accumulator keywords. `a_bits`/`b_bits`
-    optionally declare the codes' signed widths, which are then checked. Returns the int64
-    (M, N) result and its `AccumulatorStats` (channel axis 1).
+    """out[m, n] = Σ_k a[m, k]·b[k, n] on integer codes, accumulated as the integer `plan` says
+    (`kernels.plan`). `a_bits`/`b_bits` optionally declare the codes' signed widths, which are
+    then checked. Returns the int64 (M, N) result and its `AccumulatorStats` (channel axis 1).
     """
-    plan = ReductionPlan.build(
-        acc_bits=acc_bits, acc_overflow=acc_overflow, k_chunk=k_chunk, psum_bits=psum_bits,
-        psum_overflow=psum_overflow, bias_mode=bias_mode,
-    )  # fmt: skip
+    plan = integer_plan(plan, "gemm")
     a = int_codes(a, "a", a_bits, ndim=2)
     b = int_codes(b, "b", b_bits, ndim=2)
     if a.shape[1] != b.shape[0]:
@@ -388,7 +385,8 @@ def gemm(
     if a.shape[1] == 0:
         raise RsimError("a: the reduction dimension K must be at least 1")
     bias_arr = check_bias(bias, b.shape[1], plan)
-    out, acc_ev, psum_ev, n_risk = gemm_batched(
+    out, acc_ev, partial_sum_ev, n_risk = gemm_batched(
         a[None], b[None], plan, None if bias_arr is None else bias_arr[None]
     )
-    return out[0], AccumulatorStats(acc_ev[0], psum_ev[0], channel_axis=1, outputs_at_risk=n_risk)
+    return out[0], AccumulatorStats(acc_ev[0], partial_sum_ev[0], channel_axis=1,
+                                    outputs_at_risk=n_risk)

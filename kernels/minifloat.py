@@ -1,15 +1,15 @@
 """Minifloat MAC datapaths: GEMM and convolution with a floating-point accumulator that rounds
 after every addition, following the same reduction plan as the integer kernels.
 
-Semantics of one output Σ_k a[k]·b[k]:
-- each product is exact, or rounded to `product_format` when one is given;
+Semantics of one output Σ_k a[k]·b[k], for a float `kernels.ReductionPlan`:
+- each product is exact, or rounded to the plan's `product` format when one is given;
 - K is cut into chunks of `k_chunk` (None = one chunk) in ascending k; each chunk starts at 0
-  (the first at the bias with bias_mode="preload") and rounds to `acc_format` after every
-  addition;
-- with a `k_chunk`, chunk results are added in order into a partial sum rounded to
-  `psum_format` (default `acc_format`) after every addition;
-- bias_mode="post" adds the bias last, rounded in the psum (or accumulator) format.
-Rounding is `rounding` (deterministic modes), overflow is each format's own rule.
+  (the first at the bias with bias_mode="preload") and rounds to the accumulator's format after
+  every addition;
+- with a `k_chunk`, chunk results are added in order into a partial sum rounded to the partial
+  sum's format after every addition;
+- bias_mode="post" adds the bias last, rounded in the partial-sum (or accumulator) format.
+Rounding is the plan's `rounding` (deterministic modes), overflow is each format's own rule.
 
 Exactness: products of two formats whose precisions add up to <= 53 bits are exact in float64.
 A sum is computed in float64; when it may be inexact there (operands far apart), TwoSum gives
@@ -33,10 +33,10 @@ from formats.errors import RsimError
 from formats.float_nb import (magnitude_bits, nearest_even_limit, nearest_even_shortcut_applies,
                               round_float, round_nearest_even_in_range)
 from formats.minifloat import Minifloat
-from formats.modes import Rounding, as_rounding
+from formats.modes import Rounding
 from formats.rounding_nb import NEAREST_EVEN, two_sum
 from kernels.conv import _pads, _pair, as_direct_conv, lower_conv
-from kernels.plan import BIAS_MODES
+from kernels.plan import ReductionPlan, float_plan
 from kernels.threads import threads_for
 
 ROUNDING_COST = 16  # a rounded addition costs about this many simple operations
@@ -113,14 +113,14 @@ def _accumulate_chunk_nearest_even(a, b, g, m, k0, k1, acc, previous, has_produc
 
 @njit(cache=True)
 def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
-                  acc_params, acc_inexact, row_shortcut, has_psum, psum_params, psum_inexact,
-                  rounding, out):  # fmt: skip
+                  acc_params, acc_inexact, row_shortcut, has_partial_sum, partial_sum_params,
+                  partial_sum_inexact, rounding, out):  # fmt: skip
     """One output row (g, m, :) of the minifloat plan."""
     n_k = a.shape[2]
     n_n = b.shape[2]
     acc = np.zeros(n_n)
     previous = np.zeros(n_n)
-    psum = np.zeros(n_n)
+    partial_sum = np.zeros(n_n)
     for k0 in range(0, n_k, k_chunk):
         for n in range(n_n):
             acc[n] = bias[g, n] if (bias_preload and k0 == 0) else 0.0
@@ -134,25 +134,27 @@ def minifloat_row(a, b, g, m, bias, bias_post, bias_preload, k_chunk, has_produc
         else:
             _accumulate_chunk(a, b, g, m, k0, k1, acc, has_product, prod_params, acc_params,
                               acc_inexact, rounding)  # fmt: skip
-        if has_psum:
+        if has_partial_sum:
             for n in range(n_n):
-                psum[n] = rounded_sum(psum[n], acc[n], psum_params, rounding, psum_inexact)
+                partial_sum[n] = rounded_sum(partial_sum[n], acc[n], partial_sum_params, rounding,
+                                             partial_sum_inexact)
     for n in range(n_n):
-        value = psum[n] if has_psum else acc[n]
+        value = partial_sum[n] if has_partial_sum else acc[n]
         if bias_post:
-            value = rounded_sum(value, bias[g, n], psum_params if has_psum else acc_params, rounding, True)
+            params = partial_sum_params if has_partial_sum else acc_params
+            value = rounded_sum(value, bias[g, n], params, rounding, True)
         out[g, m, n] = value
 
 
 @njit(cache=True, parallel=True, nogil=True)
 def _minifloat_rows(a, b, bias, bias_post, bias_preload, k_chunk, has_product, prod_params,
-                    acc_params, acc_inexact, row_shortcut, has_psum, psum_params, psum_inexact,
-                    rounding, out):  # fmt: skip
+                    acc_params, acc_inexact, row_shortcut, has_partial_sum, partial_sum_params,
+                    partial_sum_inexact, rounding, out):  # fmt: skip
     n_g, n_m, _ = a.shape
     for r in prange(n_g * n_m):
         minifloat_row(a, b, r // n_m, r % n_m, bias, bias_post, bias_preload, k_chunk, has_product,
-                      prod_params, acc_params, acc_inexact, row_shortcut, has_psum, psum_params,
-                      psum_inexact, rounding, out)  # fmt: skip
+                      prod_params, acc_params, acc_inexact, row_shortcut, has_partial_sum,
+                      partial_sum_params, partial_sum_inexact, rounding, out)  # fmt: skip
 
 
 def _quantum_exp(fmt: Minifloat) -> int:
@@ -190,34 +192,25 @@ def _values(x: object, fmt: Minifloat, what: str) -> np.ndarray:
     return arr
 
 
-class MinifloatPlan:
-    """Validated minifloat reduction plan and the scalar parameters the kernel needs."""
+class _FloatReduction:
+    """A float `ReductionPlan` for operands of two minifloat formats, with the scalar parameters
+    the row kernel needs."""
 
-    def __init__(self, a_format, b_format, acc_format, product_format, psum_format, k_chunk,
-                 bias_mode, rounding):  # fmt: skip
-        for fmt, what in ((a_format, "a_format"), (b_format, "b_format"), (acc_format, "acc_format")):
+    def __init__(self, plan: ReductionPlan, a_format: Minifloat, b_format: Minifloat,
+                 kernel: str, a_name: str = "a", b_name: str = "b"):  # fmt: skip
+        plan = float_plan(plan, kernel)
+        for fmt, what in ((a_format, a_name), (b_format, b_name)):
             if not isinstance(fmt, Minifloat):
-                raise RsimError(f"{what}: must be a formats.Minifloat, got {fmt!r}")
-        if product_format is not None and not isinstance(product_format, Minifloat):
-            raise RsimError(f"product_format: must be a formats.Minifloat or None, got {product_format!r}")
-        if psum_format is not None and not isinstance(psum_format, Minifloat):
-            raise RsimError(f"psum_format: must be a formats.Minifloat or None, got {psum_format!r}")
+                raise RsimError(f"{what}_format: must be a formats.Minifloat, got {fmt!r}")
         if a_format.man_bits + b_format.man_bits + 2 > _FLOAT64_PRECISION:
-            raise RsimError("a_format, b_format: their precisions exceed 53 bits together, so "
-                            "products would not be exact in float64")
-        if k_chunk is not None and (isinstance(k_chunk, bool) or not isinstance(k_chunk, (int, np.integer))
-                                    or k_chunk <= 0):
-            raise RsimError(f"k_chunk: must be a positive integer or None, got {k_chunk!r}")
-        if bias_mode not in BIAS_MODES:
-            raise RsimError(f"bias_mode: must be one of {', '.join(BIAS_MODES)}, got {bias_mode!r}")
-        self.rounding = as_rounding(rounding)
-        if self.rounding is Rounding.STOCHASTIC:
-            raise RsimError("rounding: stochastic is not supported in minifloat accumulators")
-        self.acc = acc_format
-        self.product = product_format
-        self.psum = (psum_format or acc_format) if k_chunk is not None else None
-        self.k_chunk = k_chunk
-        self.bias_mode = bias_mode
+            raise RsimError(f"{a_name}_format, {b_name}_format: their precisions exceed 53 bits "
+                            "together, so products would not be exact in float64")
+        self.rounding = plan.rounding
+        self.acc = plan.accumulator.format
+        self.product = plan.product
+        self.partial_sum = None if plan.partial_sum is None else plan.partial_sum.format
+        self.k_chunk = plan.k_chunk
+        self.bias_mode = plan.bias_mode
         if self.product is not None:
             p_quantum, p_max = _quantum_exp(self.product), _max_exp(self.product)
         else:
@@ -227,21 +220,23 @@ class MinifloatPlan:
         # nearest-even, exact float64 sums, formats the shortcut covers: the vectorised row loop
         self.row_shortcut = (self.rounding is Rounding.NEAREST_EVEN and not self.acc_inexact
                              and all(_shortcut_covers(fmt) for fmt in (self.acc, self.product) if fmt))
-        self.psum_inexact = self.psum is not None
-        for fmt, what in ((self.acc, "acc_format"), (self.psum, "psum_format")):
+        self.partial_sum_inexact = self.partial_sum is not None
+        for fmt, what in ((self.acc, "accumulator"), (self.partial_sum, "partial_sum")):
             if fmt is not None and fmt.man_bits > _ROUND_TO_ODD_MAX_MAN_BITS:
                 raise RsimError(f"{what}: at most {_ROUND_TO_ODD_MAX_MAN_BITS} mantissa bits")
 
     @property
     def bias_format(self) -> Minifloat:
-        return self.psum if (self.bias_mode == "post" and self.psum is not None) else self.acc
+        if self.bias_mode == "post" and self.partial_sum is not None:
+            return self.partial_sum
+        return self.acc
 
     def run(self, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """(G, M, K) @ (G, K, N) values with bias (G, N) or None -> (G, M, N) float64."""
         n_g, n_m, n_k = a.shape
         out = np.empty((n_g, n_m, b.shape[2]))
         product = self.product or self.acc
-        psum = self.psum or self.acc
+        partial_sum = self.partial_sum or self.acc
         with threads_for(ROUNDING_COST * a.size * b.shape[2]):
             _minifloat_rows(
                 np.ascontiguousarray(a), np.ascontiguousarray(b),
@@ -250,12 +245,13 @@ class MinifloatPlan:
                 bias is not None and self.bias_mode == "preload",
                 n_k if self.k_chunk is None else int(self.k_chunk),
                 self.product is not None, product.nb_params(), self.acc.nb_params(), self.acc_inexact,
-                self.row_shortcut, self.psum is not None, psum.nb_params(), self.psum_inexact, self.rounding.code, out,
+                self.row_shortcut, self.partial_sum is not None, partial_sum.nb_params(),
+                self.partial_sum_inexact, self.rounding.code, out,
             )  # fmt: skip
         return out
 
 
-def _bias_values(bias: object, n: int, plan: MinifloatPlan) -> np.ndarray | None:
+def _bias_values(bias: object, n: int, plan: _FloatReduction) -> np.ndarray | None:
     if bias is None:
         return None
     arr = _values(bias, plan.bias_format, "bias")
@@ -267,55 +263,44 @@ def _bias_values(bias: object, n: int, plan: MinifloatPlan) -> np.ndarray | None
 def minifloat_gemm(
     a: np.ndarray,
     b: np.ndarray,
+    plan: ReductionPlan,
     *,
     a_format: Minifloat,
     b_format: Minifloat,
-    acc_format: Minifloat,
-    product_format: Minifloat | None = None,
-    k_chunk: int | None = None,
-    psum_format: Minifloat | None = None,
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
-    rounding: str | Rounding = "nearest_even",
 ) -> np.ndarray:
-    """out[m, n] = Σ_k a[m, k]·b[k, n] on minifloat values, as the module docstring says.
+    """out[m, n] = Σ_k a[m, k]·b[k, n] on minifloat values, reduced as the float `plan` says
+    (`kernels.plan`; the module docstring gives the float semantics).
 
     a and b are float values on a_format / b_format's grids (e.g. `fmt.decode(codes)`); the
-    result is float64 values of the psum (or accumulator) format.
+    result is float64 values of the partial-sum (or accumulator) format.
     """
-    plan = MinifloatPlan(a_format, b_format, acc_format, product_format, psum_format, k_chunk,
-                         bias_mode, rounding)  # fmt: skip
+    run = _FloatReduction(plan, a_format, b_format, "minifloat_gemm")
     av = _values(a, a_format, "a")
     bv = _values(b, b_format, "b")
     if av.ndim != 2 or bv.ndim != 2 or av.shape[1] != bv.shape[0] or av.shape[1] == 0:
         raise RsimError(f"b: shape {bv.shape} does not match a {av.shape} (need (M, K) @ (K, N), K >= 1)")
-    bias_v = _bias_values(bias, bv.shape[1], plan)
-    return plan.run(av[None], bv[None], None if bias_v is None else bias_v[None])[0]
+    bias_v = _bias_values(bias, bv.shape[1], run)
+    return run.run(av[None], bv[None], None if bias_v is None else bias_v[None])[0]
 
 
 def minifloat_conv2d(
     x: np.ndarray,
     w: np.ndarray,
+    plan: ReductionPlan,
     *,
     x_format: Minifloat,
     w_format: Minifloat,
-    acc_format: Minifloat,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
-    product_format: Minifloat | None = None,
-    k_chunk: int | None = None,
-    psum_format: Minifloat | None = None,
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
     k_order: str = "chw",
-    rounding: str | Rounding = "nearest_even",
 ) -> np.ndarray:
-    """NCHW × OIHW convolution on minifloat values, reduced in `k_order` as in `kernels.conv`;
-    padded taps are 0. Returns float64 (N, O, OH, OW)."""
-    plan = MinifloatPlan(x_format, w_format, acc_format, product_format, psum_format, k_chunk,
-                         bias_mode, rounding)  # fmt: skip
+    """NCHW × OIHW convolution on minifloat values, reduced as the float `plan` says in
+    `k_order` as in `kernels.conv`; padded taps are 0. Returns float64 (N, O, OH, OW)."""
+    run = _FloatReduction(plan, x_format, w_format, "minifloat_conv2d", "x", "w")
     xv = _values(x, x_format, "x")
     wv = _values(w, w_format, "w")
     if xv.ndim != 4 or wv.ndim != 4:
@@ -324,34 +309,29 @@ def minifloat_conv2d(
         raise RsimError(f"groups: must be an integer, got {groups!r}")
     low = lower_conv(xv, wv, _pair(stride, "stride", 1), _pads(padding), _pair(dilation, "dilation", 1),
                      int(groups), 0.0, k_order)  # fmt: skip
-    bias_v = _bias_values(bias, wv.shape[0], plan)
-    out = plan.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(int(groups), -1))
+    bias_v = _bias_values(bias, wv.shape[0], run)
+    out = run.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(int(groups), -1))
     return low.to_nchw(out)
 
 
 def minifloat_conv_transpose2d(
     x: np.ndarray,
     w: np.ndarray,
+    plan: ReductionPlan,
     *,
     x_format: Minifloat,
     w_format: Minifloat,
-    acc_format: Minifloat,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     output_padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
     groups: int = 1,
-    product_format: Minifloat | None = None,
-    k_chunk: int | None = None,
-    psum_format: Minifloat | None = None,
     bias: np.ndarray | None = None,
-    bias_mode: str = "post",
-    rounding: str | Rounding = "nearest_even",
 ) -> np.ndarray:
-    """ONNX ConvTranspose on minifloat values, x (N, C, H, W) and w (C, O/groups, kh, kw), in
-    the reduction order of `kernels.conv_transpose2d`. Returns float64 (N, O, OH, OW)."""
-    plan = MinifloatPlan(x_format, w_format, acc_format, product_format, psum_format, k_chunk,
-                         bias_mode, rounding)  # fmt: skip
+    """ONNX ConvTranspose on minifloat values, x (N, C, H, W) and w (C, O/groups, kh, kw),
+    reduced as the float `plan` says in the order of `kernels.conv_transpose2d`. Returns
+    float64 (N, O, OH, OW)."""
+    run = _FloatReduction(plan, x_format, w_format, "minifloat_conv_transpose2d", "x", "w")
     xv = _values(x, x_format, "x")
     wv = _values(w, w_format, "w")
     if xv.ndim != 4 or wv.ndim != 4:
@@ -359,6 +339,6 @@ def minifloat_conv_transpose2d(
     direct = as_direct_conv(xv, wv, stride, padding, output_padding, dilation, groups)
     low = lower_conv(direct.x, direct.weights, (1, 1), direct.pads, direct.dilation, direct.groups,
                      0.0, "chw")  # fmt: skip
-    bias_v = _bias_values(bias, direct.weights.shape[0], plan)
-    out = plan.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(direct.groups, -1))
+    bias_v = _bias_values(bias, direct.weights.shape[0], run)
+    out = run.run(low.cols, low.weights, None if bias_v is None else bias_v.reshape(direct.groups, -1))
     return low.to_nchw(out)

@@ -1,20 +1,25 @@
-"""The reduction plan of an integer MAC datapath and the saturation counters it produces.
+"""The reduction plan of a MAC datapath and the saturation counters it produces.
 
 A plan says how a dot product Σ_k a[k]·b[k] is accumulated in hardware:
 
-- the accumulator register has `acc_bits` (two's complement) and applies `acc_overflow` after
-  every addition;
+- the `accumulator` register (`formats.Register`: integer bits with an overflow rule, or a float
+  format) applies its rule after every addition;
 - `k_chunk` cuts K into consecutive chunks in ascending k (None = one chunk of all K); each chunk
-  starts with acc = 0 and adds its products in ascending k;
-- with a `k_chunk`, the chunk results are added in chunk order into a partial sum of `psum_bits`
-  (default: `acc_bits`) that starts at 0 and applies `psum_overflow` after every addition; with
-  `k_chunk=None` the accumulator is the result and there is no psum step;
+  starts with the accumulator at 0 and adds its products in ascending k;
+- with a `k_chunk`, the chunk results are added in chunk order into the `partial_sum` register
+  (default: the accumulator's precision) that starts at 0 and applies its rule after every
+  addition; with `k_chunk=None` the accumulator is the result and there is no partial-sum step;
 - a bias (one per output column) is either `preload`ed (the first chunk's accumulator starts at
-  the bias) or added `post` (to the final result, in the psum register, or the accumulator when
-  there is no psum step; that addition counts in that register's counter).
+  the bias) or added `post` (to the final result, in the partial-sum register, or the accumulator
+  when there is no partial-sum step; that addition counts in that register's counter);
+- float datapaths only: each product is exact, or rounded to the `product` format; float
+  registers round with `rounding` (integer registers are exact up to their overflow rule).
 
-Counters count additions whose exact result fell outside the register's range, i.e. saturation
-events (or wrap events in `wrap` mode).
+Counters count additions whose exact result fell outside an integer register's range, i.e.
+saturation events (or wrap events in `wrap` mode).
+
+The scheduler builds one plan per MAC layer from the accelerator (`rsim.schedule`), and the
+bit-accurate layer hands that object to the kernels: they take a plan, never its parts.
 """
 
 from __future__ import annotations
@@ -23,102 +28,114 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from formats.base import Format
 from formats.errors import RsimError
-from formats.modes import Overflow, as_overflow
+from formats.minifloat import Minifloat
+from formats.modes import Rounding, as_rounding
+from formats.register import Register
 
 BIAS_MODES = ("preload", "post")
 
 
-def _check_bits(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 2 <= value <= 64:
-        raise RsimError(f"{what}: must be an integer in 2..64, got {value!r}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class Register:
-    """A two's-complement register of `bits` bits and the overflow rule applied after each add."""
-
-    bits: int
-    overflow: Overflow
-
-    @property
-    def hi(self) -> int:
-        return (1 << (self.bits - 1)) - 1
-
-    @property
-    def lo(self) -> int:
-        """Lowest reachable value: -2^(bits-1), or -hi under symmetric saturation."""
-        if self.overflow is Overflow.SATURATE_SYMMETRIC:
-            return -self.hi
-        return -(1 << (self.bits - 1))
-
-    def fits(self, values: np.ndarray) -> bool:
-        return values.size == 0 or (int(values.min()) >= self.lo and int(values.max()) <= self.hi)
-
-
 @dataclass(frozen=True)
 class ReductionPlan:
-    """A validated accumulation plan (see the module docstring for the exact semantics)."""
+    """How a MAC datapath reduces each output (see the module docstring for the exact
+    semantics); validated and normalised on construction: without a `k_chunk` there is no
+    partial sum, with one the partial sum defaults to the accumulator's precision."""
 
-    acc: Register
-    k_chunk: int | None
-    psum: Register | None
-    bias_mode: str
+    accumulator: Register
+    k_chunk: int | None = None
+    partial_sum: Register | None = None
+    bias_mode: str = "post"
+    product: Format | None = None
+    rounding: Rounding = Rounding.NEAREST_EVEN
 
-    @classmethod
-    def build(
-        cls,
-        *,
-        acc_bits: int,
-        acc_overflow: str | Overflow = "saturate",
-        k_chunk: int | None = None,
-        psum_bits: int | None = None,
-        psum_overflow: str | Overflow = "saturate",
-        bias_mode: str = "post",
-    ) -> ReductionPlan:
-        """Validate the accumulator keywords of `gemm`/`conv2d`, naming the bad argument."""
-        acc = Register(_check_bits(acc_bits, "acc_bits"), as_overflow(acc_overflow, "acc_overflow"))
-        if k_chunk is not None and (
-            isinstance(k_chunk, bool) or not isinstance(k_chunk, (int, np.integer)) or k_chunk <= 0
-        ):
+    def __post_init__(self) -> None:
+        if not isinstance(self.accumulator, Register):
+            raise RsimError(f"accumulator: must be a formats.Register, got {self.accumulator!r}")
+        k_chunk = self.k_chunk
+        if k_chunk is not None and (isinstance(k_chunk, bool)
+                                    or not isinstance(k_chunk, (int, np.integer)) or k_chunk <= 0):
             raise RsimError(f"k_chunk: must be a positive integer or None, got {k_chunk!r}")
-        psum_overflow_mode = as_overflow(psum_overflow, "psum_overflow")
-        if psum_bits is not None:
-            psum_bits = _check_bits(psum_bits, "psum_bits")
-        psum = None
-        if k_chunk is not None:
-            psum = Register(acc_bits if psum_bits is None else psum_bits, psum_overflow_mode)
-        if bias_mode not in BIAS_MODES:
-            raise RsimError(f"bias_mode: must be one of {', '.join(BIAS_MODES)}, got {bias_mode!r}")
-        return cls(acc, None if k_chunk is None else int(k_chunk), psum, bias_mode)
+        if self.partial_sum is not None and not isinstance(self.partial_sum, Register):
+            raise RsimError(f"partial_sum: must be a formats.Register or None, "
+                            f"got {self.partial_sum!r}")
+        partial_sum = None if k_chunk is None else (self.partial_sum or self.accumulator)
+        object.__setattr__(self, "k_chunk", None if k_chunk is None else int(k_chunk))
+        object.__setattr__(self, "partial_sum", partial_sum)
+        if self.bias_mode not in BIAS_MODES:
+            raise RsimError(f"bias_mode: must be one of {', '.join(BIAS_MODES)}, "
+                            f"got {self.bias_mode!r}")
+        object.__setattr__(self, "rounding", as_rounding(self.rounding, "rounding"))
+        kinds = {register.is_integer for register in self.registers}
+        if len(kinds) > 1:
+            raise RsimError("accumulator, partial_sum: both integer (bits) or both float "
+                            f"(format), got {self.accumulator} and {partial_sum}")
+        if self.product is not None and (self.is_integer
+                                         or not isinstance(self.product, Minifloat)):
+            raise RsimError(f"product: a format products are rounded to applies to float "
+                            f"(minifloat) datapaths, got {self.product} with registers "
+                            f"{self.accumulator}")
+
+    @property
+    def registers(self) -> tuple[Register, ...]:
+        """The accumulator, then the partial sum when there is a partial-sum step."""
+        return (self.accumulator,) if self.partial_sum is None else (self.accumulator,
+                                                                      self.partial_sum)
+
+    @property
+    def is_integer(self) -> bool:
+        return self.accumulator.is_integer
 
     @property
     def bias_register(self) -> Register:
-        """The register a bias enters: the accumulator when preloaded or without psum step."""
-        if self.bias_mode == "post" and self.psum is not None:
-            return self.psum
-        return self.acc
+        """The register a bias enters: the accumulator when preloaded or without partial-sum
+        step, else the partial sum."""
+        if self.bias_mode == "post" and self.partial_sum is not None:
+            return self.partial_sum
+        return self.accumulator
 
     @property
     def safe_limit(self) -> int:
-        """No event can happen while every partial sum has magnitude <= this."""
-        regs = [self.acc] if self.psum is None else [self.acc, self.psum]
-        return min(r.hi for r in regs)
+        """No event can happen while every partial sum has magnitude <= this (integer plans)."""
+        return min(register.hi for register in self.registers)
+
+
+def integer_plan(plan: object, kernel: str) -> ReductionPlan:
+    """`plan` when an integer kernel can run it, else one error naming the kernel."""
+    if not isinstance(plan, ReductionPlan):
+        raise RsimError(f"{kernel}: plan must be a kernels.ReductionPlan, got {plan!r}")
+    if not plan.is_integer:
+        raise RsimError(f"{kernel}: the plan's registers are float ({plan.accumulator}); use the "
+                        "minifloat kernels")
+    return plan
+
+
+def float_plan(plan: object, kernel: str) -> ReductionPlan:
+    """`plan` when a minifloat kernel can run it, else one error naming the kernel."""
+    if not isinstance(plan, ReductionPlan):
+        raise RsimError(f"{kernel}: plan must be a kernels.ReductionPlan, got {plan!r}")
+    if plan.is_integer:
+        raise RsimError(f"{kernel}: the plan's registers are integer ({plan.accumulator}); use "
+                        "the integer kernels")
+    if plan.rounding is Rounding.STOCHASTIC:
+        raise RsimError(f"{kernel}: stochastic rounding is not supported in minifloat "
+                        "accumulators")
+    return plan
 
 
 @dataclass(frozen=True)
 class AccumulatorStats:
     """Overflow-event counters of one GEMM/convolution.
 
-    `acc_events` and `psum_events` have the output's shape and give, per output value, how many
+    `acc_events` and `partial_sum_events` have the output's shape and give, per output value, how many
     additions saturated (or wrapped) in that register, so saturation can be located. Totals and
     per-output-channel sums are derived from them. `outputs_at_risk` is how many outputs could
     not be proven event-free by the Σ|a·b| bound and ran through the sequential kernel.
     """
 
     acc_events: np.ndarray
-    psum_events: np.ndarray
+    partial_sum_events: np.ndarray
     channel_axis: int
     outputs_at_risk: int
 
@@ -133,8 +150,8 @@ class AccumulatorStats:
         return int(self.acc_events.sum()) if self.outputs_at_risk else 0
 
     @property
-    def psum_saturations(self) -> int:
-        return int(self.psum_events.sum()) if self.outputs_at_risk else 0
+    def partial_sum_saturations(self) -> int:
+        return int(self.partial_sum_events.sum()) if self.outputs_at_risk else 0
 
     def _per_channel(self, events: np.ndarray) -> np.ndarray:
         if not self.outputs_at_risk:  # every output was proven event-free: nothing to count
@@ -147,5 +164,5 @@ class AccumulatorStats:
         return self._per_channel(self.acc_events)
 
     @property
-    def psum_saturations_per_channel(self) -> np.ndarray:
-        return self._per_channel(self.psum_events)
+    def partial_sum_saturations_per_channel(self) -> np.ndarray:
+        return self._per_channel(self.partial_sum_events)

@@ -19,7 +19,8 @@ from pathlib import Path
 import hwconfigs
 from formats.errors import RsimError
 from rsim.schedule.geometry import GemmWork, conv_work, gemm_work
-from rsim.schedule.systolic import DATAFLOWS, fold_timing
+from rsim.schedule.dataflows import DATAFLOWS
+from rsim.schedule.systolic import fold_timing
 
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
                 "Channels", "Num Filter", "Strides")

@@ -36,9 +36,6 @@ from kernels.threads import (
     one_kernel_thread,
     single_threaded_kernels,
 )
-from rsim.assignment import assign, tensors_to_calibrate
-from rsim.bitexact import LayerQuant, Outcome, QTensor, quantize
-from rsim.calibrate import collect_ranges
 from rsim.data import Dataset, open_dataset
 from rsim.loader import load
 from rsim.metrics import (
@@ -50,7 +47,11 @@ from rsim.metrics import (
     measure_batch,
 )
 from rsim.network import Layer, Network
-from rsim.qspec import QSpec, load_qspec
+from rsim.quant.assignment import assign, tensors_to_calibrate
+from rsim.quant.calibrate import collect_ranges
+from rsim.quant.layer import LayerQuant
+from rsim.quant.qspec import QSpec, load_qspec
+from rsim.quant.tensor import Outcome, QTensor, quantize
 from rsim.schedule import LayerSchedule, Schedule, schedule
 from rsim.schedule.from_network import network_work
 
@@ -69,11 +70,11 @@ class LayerResult:
     isolated: ErrorStats
     propagated: ErrorStats
     acc_saturations: int
-    psum_saturations: int
+    partial_sum_saturations: int
     acc_saturations_per_channel: np.ndarray | None
-    psum_saturations_per_channel: np.ndarray | None
+    partial_sum_saturations_per_channel: np.ndarray | None
     isolated_acc_saturations: int
-    isolated_psum_saturations: int
+    isolated_partial_sum_saturations: int
     bias_saturations: int
     float_emulated: bool
     schedule: LayerSchedule | None
@@ -89,14 +90,14 @@ class LayerResult:
                        "energy_pj": s.energy_pj}
         isolated = self.isolated.as_dict() | {
             "acc_saturations": self.isolated_acc_saturations,
-            "psum_saturations": self.isolated_psum_saturations}
+            "partial_sum_saturations": self.isolated_partial_sum_saturations}
         return traces.LayerRecord(
             name=self.name, op=self.op, formats=self.formats, schedule=figures,
             isolated=isolated, propagated=self.propagated.as_dict(),
-            acc_saturations=self.acc_saturations, psum_saturations=self.psum_saturations,
+            acc_saturations=self.acc_saturations, partial_sum_saturations=self.partial_sum_saturations,
             bias_saturations=self.bias_saturations,
             acc_saturations_per_channel=self.acc_saturations_per_channel,
-            psum_saturations_per_channel=self.psum_saturations_per_channel,
+            partial_sum_saturations_per_channel=self.partial_sum_saturations_per_channel,
             float_emulated=self.float_emulated)
 
 
@@ -142,9 +143,9 @@ class _LayerBatch:
     propagated: BatchErrors
     isolated: BatchErrors | None  # None: fed the graph inputs, the two runs are one
     acc: np.ndarray | None  # saturations per output channel, propagated run
-    psum: np.ndarray | None
+    partial_sum: np.ndarray | None
     isolated_acc: int
-    isolated_psum: int
+    isolated_partial_sum: int
     tensors: dict[str, np.ndarray] | None  # for a tensor trace
 
 
@@ -164,9 +165,9 @@ class _LayerMeters:
     isolated: ErrorAccumulator
     propagated: ErrorAccumulator
     acc: np.ndarray | None = None
-    psum: np.ndarray | None = None
+    partial_sum: np.ndarray | None = None
     isolated_acc: int = 0
-    isolated_psum: int = 0
+    isolated_partial_sum: int = 0
 
     def fold(self, batch: _LayerBatch) -> None:
         self.propagated.add(batch.propagated)
@@ -174,18 +175,20 @@ class _LayerMeters:
             self.isolated.add(batch.isolated)
         if batch.acc is not None:
             self.acc = batch.acc if self.acc is None else self.acc + batch.acc
-            self.psum = batch.psum if self.psum is None else self.psum + batch.psum
+            self.partial_sum = (batch.partial_sum if self.partial_sum is None
+                                else self.partial_sum + batch.partial_sum)
         self.isolated_acc += batch.isolated_acc
-        self.isolated_psum += batch.isolated_psum
+        self.isolated_partial_sum += batch.isolated_partial_sum
 
 
 @dataclass
 class Prepared:
-    """A network made ready for the bit-accurate path: every tensor's format and every layer's
-    quantization, fixed before the first batch."""
+    """A network made ready for the bit-accurate path: its schedule (one inference), every
+    tensor's format and every layer's quantization, fixed before the first batch."""
 
     network: Network
     hw: Accelerator
+    schedule: Schedule
     fmts: dict[str, Any]
     quants: list[LayerQuant]
 
@@ -316,10 +319,15 @@ def _hw_text(accelerator: Accelerator) -> str:
 
 def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
             batch_size: int = 256, seed: int = 0) -> Prepared:
-    """Calibrate dynamic formats on the first `spec.calibration.samples` samples, then assign
-    every tensor's format and every layer's quantization."""
+    """Schedule the network (one inference) with each layer's datapath, calibrate dynamic
+    formats on the first `spec.calibration.samples` samples, then assign every tensor's format
+    and every layer's quantization, the MAC layers taking their schedule's reduction plans."""
     spec.check_layers([layer.name for layer in network.layers])
-    wanted = tensors_to_calibrate(network, accelerator, spec)
+    datapaths = {layer.name: spec.datapath_for(layer.name, accelerator.datapath)
+                 for layer in network.layers}
+    plan = schedule(network_work(network, batch=1), accelerator, batch=1, datapaths=datapaths)
+    input_format = accelerator.datapath.activations
+    wanted = tensors_to_calibrate(network, input_format, datapaths)
     ranges = {}
     if wanted:
         input_name = network.inputs[0]
@@ -333,7 +341,9 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
         ranges = collect_ranges(float_batches(), wanted, spec.calibration, seed)
     # stochastic rounding of weights and biases draws from its own stream, seeded like the run
     constants = np.random.default_rng([seed, 1])
-    return Prepared(network, accelerator, *assign(network, accelerator, spec, ranges, constants))
+    return Prepared(network, accelerator, plan,
+                    *assign(network, input_format, datapaths, plan, ranges, spec.calibration,
+                            constants))
 
 
 def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
@@ -376,9 +386,7 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
             done += len(x)
             if progress is not None:
                 progress(done, total)
-    work = {w.name: w for w in network_work(network, batch=1)}
-    plan = schedule(list(work.values()), accelerator, batch=1,
-                    datapaths={quant.layer.name: quant.datapath for quant in run.quants})
+    plan = run.schedule
     by_name = {layer.name: layer for layer in plan.layers}
     layers = {}
     for quant in run.quants:
@@ -387,10 +395,10 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
             name=quant.layer.name, op=quant.layer.op, formats=quant.formats(),
             isolated=meter.isolated.result(), propagated=meter.propagated.result(),
             acc_saturations=int(meter.acc.sum()) if meter.acc is not None else 0,
-            psum_saturations=int(meter.psum.sum()) if meter.psum is not None else 0,
-            acc_saturations_per_channel=meter.acc, psum_saturations_per_channel=meter.psum,
+            partial_sum_saturations=int(meter.partial_sum.sum()) if meter.partial_sum is not None else 0,
+            acc_saturations_per_channel=meter.acc, partial_sum_saturations_per_channel=meter.partial_sum,
             isolated_acc_saturations=meter.isolated_acc,
-            isolated_psum_saturations=meter.isolated_psum,
+            isolated_partial_sum_saturations=meter.isolated_partial_sum,
             bias_saturations=quant.bias_saturations,
             float_emulated=quant.float_emulated, schedule=by_name.get(quant.layer.name))
         if writer is not None:
@@ -467,9 +475,9 @@ def _run_batch(run: Prepared, x: np.ndarray, rng: np.random.Generator,
         layers[layer.name] = _LayerBatch(
             errors, isolated_errors,
             acc=None if stats is None else stats.acc_saturations_per_channel,
-            psum=None if stats is None else stats.psum_saturations_per_channel,
+            partial_sum=None if stats is None else stats.partial_sum_saturations_per_channel,
             isolated_acc=0 if isolated_stats is None else isolated_stats.acc_saturations,
-            isolated_psum=0 if isolated_stats is None else isolated_stats.psum_saturations,
+            isolated_partial_sum=0 if isolated_stats is None else isolated_stats.partial_sum_saturations,
             tensors=_stored_tensors(expected, propagated.out) if keep_tensors else None)
         if layer.outputs[0] == output:
             final = propagated.out.values()

@@ -19,7 +19,8 @@ import numpy as np
 from formats import FixedPoint
 from formats.errors import RsimError
 from rsim import __version__
-from rsim.bitexact import MAC_OPS, LayerQuant, Outcome, QTensor
+from rsim.quant.layer import LayerQuant
+from rsim.quant.tensor import Outcome, QTensor
 from rsim.simulation import Prepared
 
 
@@ -91,7 +92,7 @@ def write_vectors(run: Prepared, layer_name: str, x: np.ndarray, out_dir: str | 
                   "shape: activations NCHW, conv weights OIHW, FC weights K x N",
         "files": files,
     }
-    if quant.layer.op in MAC_OPS and quant.weights is not None:
+    if quant.spec.is_mac and quant.weights is not None:
         files["weights"] = _write_hex(out / "weights.hex", quant.weights,
                                       _bits_of(quant.weights, quant.weight_fmt),
                                       f"weight codes ({quant.weight_fmt})")
@@ -103,7 +104,7 @@ def write_vectors(run: Prepared, layer_name: str, x: np.ndarray, out_dir: str | 
                                           _register_bits(quant),
                                           "accumulator values before requantization")
         plan = quant.plan
-        manifest["fractional_lengths"]["weights"] = quant.weight_fl
+        manifest["fractional_lengths"]["weights"] = quant.constants.weight_fl
         manifest["fractional_lengths"]["accumulator"] = quant.acc_fl
         manifest["reduction_plan"] = {
             "k_order": "input channel in group, kernel row, kernel column" if quant.layer.op

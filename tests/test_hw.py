@@ -10,6 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 import hwconfigs
+from rsim.schedule import reduction_plan
 from formats import FixedPoint, RsimError, parse
 from hwconfigs import Accelerator, DynamicFixed, Energy
 
@@ -56,7 +57,7 @@ def test_the_required_design_points_are_shipped():
 
     edge = hwconfigs.load("edge-int8")
     assert (edge.datapath.accumulator.bits, edge.datapath.accumulator.overflow) == (24, "saturate")
-    assert edge.datapath.psum.bits == 16
+    assert edge.datapath.partial_sum.bits == 16
 
     os16 = hwconfigs.load("os-int16")
     assert os16.array.dataflow == "os" and os16.datapath.weights.bits == 16
@@ -83,7 +84,8 @@ def test_partial_sum_defaults_to_the_accumulator():
     data = _edge_dict()
     del data["datapath"]["partial_sum"]
     accel = hwconfigs.from_dict(data)
-    assert accel.datapath.psum == accel.datapath.accumulator
+    assert accel.datapath.partial_sum is None
+    assert reduction_plan(accel.array, accel.datapath).partial_sum == accel.datapath.accumulator
 
 
 def test_mac_energy_uses_the_smallest_table_width_that_covers_the_operands():

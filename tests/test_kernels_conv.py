@@ -11,6 +11,7 @@ from test_kernels_reference import conv2d_reference, conv_transpose2d_reference
 
 import kernels
 from formats.errors import RsimError
+from plans import float_plan_of, plan_of
 
 
 @st.composite
@@ -20,8 +21,8 @@ def plans(draw, k_max):
     plan = {"acc_bits": acc_bits, "acc_overflow": draw(st.sampled_from(["saturate", "wrap"])),
                 "k_chunk": k_chunk}  # fmt: skip
     if k_chunk is not None:
-        plan["psum_bits"] = draw(st.integers(2, 26))
-        plan["psum_overflow"] = draw(st.sampled_from(["saturate", "wrap"]))
+        plan["partial_sum_bits"] = draw(st.integers(2, 26))
+        plan["partial_sum_overflow"] = draw(st.sampled_from(["saturate", "wrap"]))
     plan["bias_mode"] = draw(st.sampled_from(["preload", "post"]))
     return plan
 
@@ -29,7 +30,7 @@ def plans(draw, k_max):
 def _bias(rng, plan, n):
     bits = plan["acc_bits"]
     if plan["bias_mode"] == "post" and plan["k_chunk"] is not None:
-        bits = plan["psum_bits"]
+        bits = plan["partial_sum_bits"]
     return rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), n)
 
 
@@ -60,13 +61,13 @@ def conv_cases(draw):
 @given(conv_cases())
 def test_conv2d_equals_the_direct_reference_with_groups_depthwise_and_k_order(case):
     x, w, geo, plan, bias = case
-    out, stats = kernels.conv2d(x, w, stride=geo["stride"], padding=geo["pads"],
+    out, stats = kernels.conv2d(x, w, plan_of(**plan), stride=geo["stride"], padding=geo["pads"],
                                 dilation=geo["dilation"], groups=geo["groups"],
-                                pad_value=geo["pad_value"], k_order=geo["k_order"], bias=bias,
-                                **plan)  # fmt: skip
-    ref, acc_ev, psum_ev = conv2d_reference(x, w, bias=bias, **geo, **plan)
+                                pad_value=geo["pad_value"], k_order=geo["k_order"], bias=bias)
+    ref, acc_ev, partial_sum_ev = conv2d_reference(x, w, bias=bias, **geo, **plan)
     assert np.array_equal(out, ref)
-    assert np.array_equal(stats.acc_events, acc_ev) and np.array_equal(stats.psum_events, psum_ev)
+    assert np.array_equal(stats.acc_events, acc_ev)
+    assert np.array_equal(stats.partial_sum_events, partial_sum_ev)
     assert np.array_equal(stats.acc_saturations_per_channel, acc_ev.sum(axis=(0, 2, 3)))
 
 
@@ -77,13 +78,12 @@ def test_event_free_convs_take_float32_blas_and_equal_the_direct_reference(case,
     # the float32 fast path applies whatever the geometry
     x, w, geo, _, bias = case
     plan = {"acc_bits": 32, "acc_overflow": "saturate", "k_chunk": k_chunk}
-    out, stats = kernels.conv2d(x, w, stride=geo["stride"], padding=geo["pads"],
+    out, stats = kernels.conv2d(x, w, plan_of(**plan), stride=geo["stride"], padding=geo["pads"],
                                 dilation=geo["dilation"], groups=geo["groups"],
-                                pad_value=geo["pad_value"], k_order=geo["k_order"], bias=bias,
-                                **plan)  # fmt: skip
+                                pad_value=geo["pad_value"], k_order=geo["k_order"], bias=bias)
     ref, _, _ = conv2d_reference(x, w, bias=bias, **geo, **plan)
     assert out.dtype == np.int64 and np.array_equal(out, ref)
-    assert stats.acc_saturations == stats.psum_saturations == stats.outputs_at_risk == 0
+    assert stats.acc_saturations == stats.partial_sum_saturations == stats.outputs_at_risk == 0
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -97,17 +97,18 @@ def test_conv2d_changed_equals_the_direct_reference_on_the_changed_input(case, s
                  x_before)  # fmt: skip
     plan = {"acc_bits": 32, "acc_overflow": "saturate", "k_chunk": k_chunk}
     if k_chunk is not None:
-        plan |= {"psum_bits": 32, "psum_overflow": "saturate"}
+        plan |= {"partial_sum_bits": 32, "partial_sum_overflow": "saturate"}
     geo = geo | {"pad_value": 0, "k_order": "chw"}
     conv = {"stride": geo["stride"], "padding": geo["pads"], "dilation": geo["dilation"],
-            "groups": geo["groups"], "bias": bias, **plan}  # fmt: skip
-    before, _ = kernels.conv2d(x_before, w, **conv)
-    changed = kernels.conv2d_changed(before, x_before, x, w, max_changed=1.0, **conv)
+            "groups": geo["groups"], "bias": bias}  # fmt: skip
+    before, _ = kernels.conv2d(x_before, w, plan_of(**plan), **conv)
+    changed = kernels.conv2d_changed(before, x_before, x, w, plan_of(**plan), max_changed=1.0,
+                                     **conv)
     assert changed is not None
     out, stats = changed
     ref, _, _ = conv2d_reference(x, w, bias=bias, **geo, **plan)
     assert out.dtype == np.int64 and np.array_equal(out, ref)
-    assert stats.acc_saturations == stats.psum_saturations == stats.outputs_at_risk == 0
+    assert stats.acc_saturations == stats.partial_sum_saturations == stats.outputs_at_risk == 0
 
 
 def test_conv2d_changed_declines_many_changes_and_possible_overflow():
@@ -116,14 +117,15 @@ def test_conv2d_changed_declines_many_changes_and_possible_overflow():
     w = rng.integers(-100, 100, (4, 3, 3, 3))
     x = x_before.copy()
     x[0, 0, 0, :3] += 1  # 3 of 216 codes change
-    acc, _ = kernels.conv2d(x_before, w, acc_bits=32)
-    assert kernels.conv2d_changed(acc, x_before, x, w, acc_bits=32) is not None
-    assert kernels.conv2d_changed(acc, x_before, x, w, acc_bits=32, max_changed=0.01) is None
+    acc, _ = kernels.conv2d(x_before, w, plan_of(acc_bits=32))
+    assert kernels.conv2d_changed(acc, x_before, x, w, plan_of(acc_bits=32)) is not None
+    assert kernels.conv2d_changed(acc, x_before, x, w, plan_of(acc_bits=32),
+                                  max_changed=0.01) is None
     # 27 taps of 100·100 need 19 bits: a 16-bit accumulator could saturate, linearity fails
-    acc16, _ = kernels.conv2d(x_before, w, acc_bits=16)
-    assert kernels.conv2d_changed(acc16, x_before, x, w, acc_bits=16) is None
+    acc16, _ = kernels.conv2d(x_before, w, plan_of(acc_bits=16))
+    assert kernels.conv2d_changed(acc16, x_before, x, w, plan_of(acc_bits=16)) is None
     with pytest.raises(RsimError, match="must match"):
-        kernels.conv2d_changed(acc[:1], x_before, x, w, acc_bits=32)
+        kernels.conv2d_changed(acc[:1], x_before, x, w, plan_of(acc_bits=32))
 
 
 @pytest.mark.parametrize("channels", [63, 64, 65])
@@ -134,7 +136,7 @@ def test_float32_conv_stays_exact_across_the_2_to_24_partial_sum_limit(channels)
     w = np.full((2, channels, 4, 4), -128, np.int8)
     x[0, 0, 0, 0] = 127
     w[1, 0, 0, 0] = 1
-    out, stats = kernels.conv2d(x, w, acc_bits=40, bias=np.array([1, -3]))
+    out, stats = kernels.conv2d(x, w, plan_of(acc_bits=40), bias=np.array([1, -3]))
     want = np.einsum("nchw,ochw->no", x.astype(np.int64), w.astype(np.int64)) + [1, -3]
     assert np.array_equal(out[:, :, 0, 0], want) and stats.acc_saturations == 0
 
@@ -163,21 +165,23 @@ def transposed_cases(draw):
 @given(transposed_cases())
 def test_conv_transpose2d_equals_the_gather_reference_in_its_documented_order(case):
     x, w, geo, plan, bias = case
-    out, stats = kernels.conv_transpose2d(x, w, stride=geo["stride"], padding=geo["pads"],
+    out, stats = kernels.conv_transpose2d(x, w, plan_of(**plan), stride=geo["stride"],
+                                          padding=geo["pads"],
                                           output_padding=geo["output_padding"],
                                           dilation=geo["dilation"], groups=geo["groups"],
-                                          bias=bias, **plan)  # fmt: skip
-    ref, acc_ev, psum_ev = conv_transpose2d_reference(x, w, bias=bias, **geo, **plan)
+                                          bias=bias)
+    ref, acc_ev, partial_sum_ev = conv_transpose2d_reference(x, w, bias=bias, **geo, **plan)
     assert out.shape == ref.shape and np.array_equal(out, ref)
-    assert np.array_equal(stats.acc_events, acc_ev) and np.array_equal(stats.psum_events, psum_ev)
+    assert np.array_equal(stats.acc_events, acc_ev)
+    assert np.array_equal(stats.partial_sum_events, partial_sum_ev)
 
 
 def test_k_order_changes_a_saturating_result_as_the_reference_predicts():
     rng = np.random.default_rng(2)
     x = rng.integers(-128, 128, (1, 4, 5, 5))
     w = rng.integers(-128, 128, (3, 4, 3, 3))
-    chw, _ = kernels.conv2d(x, w, padding=1, acc_bits=14, k_order="chw")
-    hwc, _ = kernels.conv2d(x, w, padding=1, acc_bits=14, k_order="hwc")
+    chw, _ = kernels.conv2d(x, w, plan_of(acc_bits=14), padding=1, k_order="chw")
+    hwc, _ = kernels.conv2d(x, w, plan_of(acc_bits=14), padding=1, k_order="hwc")
     ref_hwc, _, _ = conv2d_reference(x, w, pads=(1, 1, 1, 1), acc_bits=14, k_order="hwc")
     assert np.array_equal(hwc, ref_hwc) and not np.array_equal(chw, hwc)
 
@@ -190,17 +194,20 @@ def test_k_order_changes_a_saturating_result_as_the_reference_predicts():
         ({"padding": (1, 2, 3)}, "padding"),
         ({"dilation": (1, 0)}, "dilation"),
         ({"k_order": "whc"}, "k_order"),
-        ({"acc_bits": 70}, "acc_bits"),
         ({"x_bits": 3}, "x"),
+        ({"plan": {"acc_bits": 16}}, "conv2d: plan"),
+        ({"plan": float_plan_of("fp16")}, "conv2d: the plan's registers are float"),
     ],
 )
 def test_bad_conv_arguments_raise_rsim_error_naming_the_argument(kwargs, name):
     x = np.arange(2 * 4 * 4).reshape(1, 2, 4, 4) % 9 - 4
     w = np.ones((2, 2, 3, 3), int)
+    kwargs = {"plan": plan_of(acc_bits=16)} | kwargs
     with pytest.raises(RsimError, match=rf"^{name}\b"):
-        kernels.conv2d(x, w, **{"acc_bits": 16, **kwargs})
+        kernels.conv2d(x, w, **kwargs)
 
 
 def test_conv_weight_channel_mismatch_names_w():
     with pytest.raises(RsimError, match=r"^w\b"):
-        kernels.conv2d(np.zeros((1, 3, 4, 4), int), np.zeros((2, 2, 3, 3), int), acc_bits=16)
+        kernels.conv2d(np.zeros((1, 3, 4, 4), int), np.zeros((2, 2, 3, 3), int),
+                       plan_of(acc_bits=16))

@@ -15,6 +15,7 @@ import kernels.minifloat
 from formats import Minifloat, Rounding, parse
 from formats.errors import RsimError
 from formats.float_nb import round_float
+from plans import float_plan_of, plan_of
 
 FP16, FP32, BF16, E4M3 = parse("fp16"), parse("fp32"), parse("bf16"), Minifloat(4, 3)
 
@@ -38,24 +39,24 @@ def _round_rne(q: Fraction, man_bits: int, min_exp: int) -> Fraction:
     return n * quantum
 
 
-def _sequential(a, b, cast, k_chunk=None, psum_cast=None, bias=None, bias_mode="post", product_cast=None):
+def _sequential(a, b, cast, k_chunk=None, partial_sum_cast=None, bias=None, bias_mode="post", product_cast=None):
     """Sequential float reference; `cast` rounds a float64 to the accumulator format."""
     m_dim, k_dim = a.shape
     out = np.zeros((m_dim, b.shape[1]))
     chunk = k_dim if k_chunk is None else k_chunk
     for m in range(m_dim):
         for n in range(b.shape[1]):
-            psum = 0.0
+            partial_sum = 0.0
             for c, k0 in enumerate(range(0, k_dim, chunk)):
                 acc = float(bias[n]) if (bias is not None and bias_mode == "preload" and c == 0) else 0.0
                 for k in range(k0, min(k0 + chunk, k_dim)):
                     p = float(a[m, k]) * float(b[k, n])
                     acc = cast(acc + (product_cast(p) if product_cast else p))
                 if k_chunk is not None:
-                    psum = psum_cast(psum + acc)
-            value = psum if k_chunk is not None else acc
+                    partial_sum = partial_sum_cast(partial_sum + acc)
+            value = partial_sum if k_chunk is not None else acc
             if bias is not None and bias_mode == "post":
-                value = (psum_cast if k_chunk is not None else cast)(value + float(bias[n]))
+                value = (partial_sum_cast if k_chunk is not None else cast)(value + float(bias[n]))
             out[m, n] = value
     return out
 
@@ -71,7 +72,7 @@ def test_matmul_with_products_rounded_to_the_operand_format_equals_apytypes(fmt,
     rng = np.random.default_rng(exp_bits)
     a = fmt.quantize(rng.normal(size=(12, 70)) * scale)
     b = fmt.quantize(rng.normal(size=(70, 9)) * scale)
-    ours = kernels.minifloat_gemm(a, b, a_format=fmt, b_format=fmt, acc_format=fmt, product_format=fmt)
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(acc_format=fmt, product_format=fmt), a_format=fmt, b_format=fmt)
     ref = (apy.APyFloatArray.from_float(a, exp_bits, man_bits) @ apy.APyFloatArray.from_float(b, exp_bits, man_bits))
     assert np.array_equal(ours, ref.to_numpy())
 
@@ -81,7 +82,7 @@ def test_fp8_e4m3_products_accumulated_in_fp16_round_after_every_addition():
     rng = np.random.default_rng(1)
     a = E4M3.quantize(rng.normal(size=(10, 300)) * 8)
     b = E4M3.quantize(rng.normal(size=(300, 7)) * 8)
-    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=FP16)
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(acc_format=FP16), a_format=E4M3, b_format=E4M3)
     assert np.array_equal(ours, _sequential(a, b, _f16))
     # apytypes: e4m3 products are exact in fp16, and its accumulator context rounds every add
     with apy.APyFloatAccumulatorContext(exp_bits=5, man_bits=10):
@@ -97,10 +98,8 @@ def test_chunks_partial_sums_and_bias_follow_the_plan_order(bias_mode):
     a = E4M3.quantize(rng.normal(size=(6, 100)) * 4)
     b = E4M3.quantize(rng.normal(size=(100, 5)) * 4)
     bias = FP32.quantize(rng.normal(size=5) * 100) if bias_mode == "post" else FP16.quantize(rng.normal(size=5) * 100)
-    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=FP16, k_chunk=16,
-                                  psum_format=FP32, bias=bias, bias_mode=bias_mode,
-                                  product_format=E4M3)  # fmt: skip
-    ref = _sequential(a, b, _f16, k_chunk=16, psum_cast=lambda x: float(np.float32(x)), bias=bias,
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(acc_format=FP16, k_chunk=16, partial_sum_format=FP32, bias_mode=bias_mode, product_format=E4M3), a_format=E4M3, b_format=E4M3, bias=bias)  # fmt: skip
+    ref = _sequential(a, b, _f16, k_chunk=16, partial_sum_cast=lambda x: float(np.float32(x)), bias=bias,
                       bias_mode=bias_mode, product_cast=lambda p: float(E4M3.quantize(np.array([p]))[0]))  # fmt: skip
     assert np.array_equal(ours, ref)
 
@@ -111,7 +110,7 @@ def test_sums_inexact_in_float64_are_still_correctly_rounded():
     a = BF16.quantize(np.ldexp(rng.uniform(1, 2, (4, 60)) * rng.choice([-1, 1], (4, 60)),
                                rng.integers(-60, 60, (4, 60))))  # fmt: skip
     b = BF16.quantize(np.ldexp(rng.uniform(1, 2, (60, 3)), rng.integers(-60, 60, (60, 3))))
-    ours = kernels.minifloat_gemm(a, b, a_format=BF16, b_format=BF16, acc_format=FP32)
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(acc_format=FP32), a_format=BF16, b_format=BF16)
     for m in range(4):
         for n in range(3):
             acc = Fraction(0)
@@ -124,8 +123,7 @@ def test_minifloat_conv2d_reduces_each_output_in_the_documented_k_order():
     rng = np.random.default_rng(4)
     x = E4M3.quantize(rng.normal(size=(1, 4, 5, 5)) * 6)
     w = E4M3.quantize(rng.normal(size=(6, 2, 3, 3)) * 6)
-    out = kernels.minifloat_conv2d(x, w, x_format=E4M3, w_format=E4M3, acc_format=FP16, padding=1,
-                                   groups=2, k_order="hwc")  # fmt: skip
+    out = kernels.minifloat_conv2d(x, w, float_plan_of(acc_format=FP16), x_format=E4M3, w_format=E4M3, padding=1, groups=2, k_order="hwc")  # fmt: skip
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     for o in range(6):
         g = o // 3
@@ -143,17 +141,18 @@ def test_minifloat_conv2d_reduces_each_output_in_the_documented_k_order():
     "kwargs, name",
     [
         ({"a": np.array([[0.3]])}, "a"),
-        ({"rounding": "stochastic"}, "rounding"),
-        ({"k_chunk": 0}, "k_chunk"),
-        ({"acc_format": "fp16"}, "acc_format"),
+        ({"plan": float_plan_of(FP16, rounding="stochastic")}, "minifloat_gemm: stochastic"),
+        ({"plan": plan_of(acc_bits=16)}, "minifloat_gemm: the plan's registers are integer"),
+        ({"a_format": "fp16"}, "a_format"),
         ({"bias": np.array([1e9])}, "bias"),
     ],
 )
 def test_bad_minifloat_arguments_name_the_argument(kwargs, name):
-    args = {"a": np.array([[0.5]]), "b": np.array([[2.0]]), "a_format": E4M3, "b_format": E4M3, "acc_format": FP16}
+    args = {"a": np.array([[0.5]]), "b": np.array([[2.0]]), "plan": float_plan_of(FP16),
+            "a_format": E4M3, "b_format": E4M3}
     args.update(kwargs)
     with pytest.raises(RsimError, match=rf"^{name}\b"):
-        kernels.minifloat_gemm(args.pop("a"), args.pop("b"), **args)
+        kernels.minifloat_gemm(args.pop("a"), args.pop("b"), args.pop("plan"), **args)
 
 
 def test_minifloat_conv_transpose2d_rounds_in_the_documented_tap_order():
@@ -162,8 +161,7 @@ def test_minifloat_conv_transpose2d_rounds_in_the_documented_tap_order():
     x = E4M3.quantize(rng.normal(size=(1, 4, 3, 4)) * 8)
     w = E4M3.quantize(rng.normal(size=(4, 2, 3, 2)) * 8)
     stride, top, left = (2, 1), 1, 0
-    out = kernels.minifloat_conv_transpose2d(x, w, x_format=E4M3, w_format=E4M3, acc_format=FP16,
-                                             stride=stride, padding=(top, left, 0, 0), groups=2)  # fmt: skip
+    out = kernels.minifloat_conv_transpose2d(x, w, float_plan_of(acc_format=FP16), x_format=E4M3, w_format=E4M3, stride=stride, padding=(top, left, 0, 0), groups=2)  # fmt: skip
     assert out.shape == (1, 4, 2 * 2 + 3 - 1, 3 + 2)
     for o in range(4):
         g, o_in = divmod(o, 2)
@@ -256,11 +254,9 @@ def test_vectorised_accumulator_rows_overflow_to_inf_and_stay_there_like_float16
     a = E4M3.quantize(rng.normal(size=(6, 40)) * scale)
     b = E4M3.quantize(rng.normal(size=(40, 9)) * scale)
     a[0, :3], b[:3, 0] = [240.0, 240.0, -240.0], [240.0, 240.0, 240.0]
-    plan = kernels.minifloat.MinifloatPlan(E4M3, E4M3, FP16, product_format, None, None, "post",
-                                           "nearest_even")  # fmt: skip
-    assert plan.row_shortcut  # this plan takes the vectorised row loop
-    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=FP16,
-                                  product_format=product_format)  # fmt: skip
+    plan = float_plan_of(acc_format=FP16, product_format=product_format)
+    assert kernels.minifloat._FloatReduction(plan, E4M3, E4M3, "test").row_shortcut  # vectorised
+    ours = kernels.minifloat_gemm(a, b, plan, a_format=E4M3, b_format=E4M3)
     product_cast = None if product_format is None else (lambda p: float(E4M3.quantize(np.array([p]))[0]))
     with np.errstate(over="ignore", invalid="ignore"):
         ref = _sequential(a, b, _f16, product_cast=product_cast)
@@ -274,7 +270,7 @@ def test_vectorised_accumulator_rows_round_subnormal_sums_to_nearest_even():
     rng = np.random.default_rng(9)
     a = E4M3.quantize(rng.normal(size=(5, 30)) * 0.3)
     b = E4M3.quantize(rng.normal(size=(30, 4)) * 0.3)
-    ours = kernels.minifloat_gemm(a, b, a_format=E4M3, b_format=E4M3, acc_format=acc)
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(acc_format=acc), a_format=E4M3, b_format=E4M3)
     subnormal_steps = 0
     for m in range(5):
         for n in range(4):

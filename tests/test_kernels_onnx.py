@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import kernels
+from plans import plan_of
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -66,8 +67,7 @@ def test_matmul_integer_is_gemm_with_a_32_bit_wrapping_accumulator(a_type, b_typ
     b_zp = _zero_point(rng, b_type, (9,) if per_column else ())
     node = helper.make_node("MatMulInteger", ["a", "b", "a_zp", "b_zp"], ["y"])
     got = _run(node, {"a": a, "b": b}, {"a_zp": a_zp, "b_zp": b_zp}, TensorProto.INT32, 2)
-    ours, stats = kernels.gemm(a.astype(np.int64) - a_zp, b.astype(np.int64) - b_zp,
-                               acc_bits=32, acc_overflow="wrap")  # fmt: skip
+    ours, stats = kernels.gemm(a.astype(np.int64) - a_zp, b.astype(np.int64) - b_zp, plan_of(acc_bits=32, acc_overflow="wrap"))  # fmt: skip
     assert np.array_equal(ours, got)
     assert stats.acc_saturations == 0
 
@@ -82,9 +82,7 @@ def test_conv_integer_pads_with_the_zero_point_and_matches_conv2d(x_type, group)
     attrs = {"pads": [1, 0, 2, 1], "strides": [2, 1], "dilations": [1, 2], "group": group}
     node = helper.make_node("ConvInteger", ["x", "w", "x_zp", "w_zp"], ["y"], **attrs)
     got = _run(node, {"x": x}, {"w": w, "x_zp": x_zp, "w_zp": w_zp}, TensorProto.INT32, 4)
-    ours, _ = kernels.conv2d(x.astype(np.int64) - x_zp, w.astype(np.int64) - w_zp,
-                             stride=(2, 1), padding=(1, 0, 2, 1), dilation=(1, 2), groups=group,
-                             acc_bits=32, acc_overflow="wrap")  # fmt: skip
+    ours, _ = kernels.conv2d(x.astype(np.int64) - x_zp, w.astype(np.int64) - w_zp, plan_of(acc_bits=32, acc_overflow="wrap"), stride=(2, 1), padding=(1, 0, 2, 1), dilation=(1, 2), groups=group)  # fmt: skip
     assert np.array_equal(ours, got)
 
 
@@ -102,8 +100,7 @@ def test_qlinear_matmul_output_is_bit_exact(dtype, per_column):
     node = helper.make_node("QLinearMatMul", ["a", "a_s", "a_zp", "b", "b_s", "b_zp", "y_s", "y_zp"], ["y"])
     init = {"a_s": a_s, "a_zp": a_zp, "b": b, "b_s": b_s, "b_zp": b_zp, "y_s": y_s, "y_zp": y_zp}
     got = _run(node, {"a": a}, {k: np.asarray(v) for k, v in init.items()}, DTYPES[dtype], 2)
-    acc, _ = kernels.gemm(a.astype(np.int64) - a_zp, b.astype(np.int64) - b_zp, acc_bits=32,
-                          acc_overflow="wrap")  # fmt: skip
+    acc, _ = kernels.gemm(a.astype(np.int64) - a_zp, b.astype(np.int64) - b_zp, plan_of(acc_bits=32, acc_overflow="wrap"))  # fmt: skip
     ours = kernels.requantize_scale(acc, kernels.onnx_output_scale(a_s, b_s, y_s), zero_point=y_zp,
                                     out_bits=8, signed=dtype is np.int8)  # fmt: skip
     assert np.array_equal(ours, got)
@@ -127,8 +124,7 @@ def test_qlinear_conv_output_is_bit_exact(dtype, per_channel, group):
                             ["y"], pads=[1, 1, 1, 1], strides=[1, 1], group=group)  # fmt: skip
     init = {"x_s": x_s, "x_zp": x_zp, "w": w, "w_s": w_s, "w_zp": w_zp, "y_s": y_s, "y_zp": y_zp, "B": bias}
     got = _run(node, {"x": x}, {k: np.asarray(v) for k, v in init.items()}, DTYPES[dtype], 4)
-    acc, _ = kernels.conv2d(x.astype(np.int64) - x_zp, w.astype(np.int64), padding=1, groups=group,
-                            bias=bias, acc_bits=32, acc_overflow="wrap")  # fmt: skip
+    acc, _ = kernels.conv2d(x.astype(np.int64) - x_zp, w.astype(np.int64), plan_of(acc_bits=32, acc_overflow="wrap"), padding=1, groups=group, bias=bias)  # fmt: skip
     scale = np.reshape(kernels.onnx_output_scale(x_s, w_s, y_s), (-1, 1, 1))
     ours = kernels.requantize_scale(acc, scale, zero_point=y_zp, out_bits=8, signed=dtype is np.int8)
     assert np.array_equal(ours, got)

@@ -23,15 +23,15 @@ def register_add(value: int, addend: int, bits: int, overflow: str) -> tuple[int
 
 
 def dot_with_plan(products, bias, *, acc_bits, acc_overflow="saturate", k_chunk=None,
-                  psum_bits=None, psum_overflow="saturate", bias_mode="post"):  # fmt: skip
-    """One output of the plan: returns (value, accumulator events, psum events)."""
+                  partial_sum_bits=None, partial_sum_overflow="saturate", bias_mode="post"):  # fmt: skip
+    """One output of the plan: returns (value, accumulator events, partial_sum events)."""
     products = [int(p) for p in products]
-    acc_events = psum_events = 0
+    acc_events = partial_sum_events = 0
     if k_chunk is None:
         chunks = [products]
     else:
         chunks = [products[i:i + k_chunk] for i in range(0, len(products), k_chunk)]
-    psum = 0
+    partial_sum = 0
     acc = 0
     for index, chunk in enumerate(chunks):
         acc = int(bias) if (bias is not None and bias_mode == "preload" and index == 0) else 0
@@ -39,32 +39,32 @@ def dot_with_plan(products, bias, *, acc_bits, acc_overflow="saturate", k_chunk=
             acc, event = register_add(acc, p, acc_bits, acc_overflow)
             acc_events += event
         if k_chunk is not None:
-            psum, event = register_add(psum, acc, psum_bits or acc_bits, psum_overflow)
-            psum_events += event
+            partial_sum, event = register_add(partial_sum, acc, partial_sum_bits or acc_bits, partial_sum_overflow)
+            partial_sum_events += event
     if bias is not None and bias_mode == "post":
         if k_chunk is None:
             acc, event = register_add(acc, int(bias), acc_bits, acc_overflow)
             acc_events += event
         else:
-            psum, event = register_add(psum, int(bias), psum_bits or acc_bits, psum_overflow)
-            psum_events += event
-    return (acc if k_chunk is None else psum), acc_events, psum_events
+            partial_sum, event = register_add(partial_sum, int(bias), partial_sum_bits or acc_bits, partial_sum_overflow)
+            partial_sum_events += event
+    return (acc if k_chunk is None else partial_sum), acc_events, partial_sum_events
 
 
 def gemm_reference(a, b, bias=None, **plan):
-    """(out, acc events, psum events) arrays of shape (M, N) for a (M, K) @ b (K, N)."""
+    """(out, acc events, partial_sum events) arrays of shape (M, N) for a (M, K) @ b (K, N)."""
     m_dim, k_dim = a.shape
     n_dim = b.shape[1]
     out = np.zeros((m_dim, n_dim), np.int64)
     acc_ev = np.zeros_like(out)
-    psum_ev = np.zeros_like(out)
+    partial_sum_ev = np.zeros_like(out)
     for m in range(m_dim):
         for n in range(n_dim):
             products = [int(a[m, k]) * int(b[k, n]) for k in range(k_dim)]
-            out[m, n], acc_ev[m, n], psum_ev[m, n] = dot_with_plan(
+            out[m, n], acc_ev[m, n], partial_sum_ev[m, n] = dot_with_plan(
                 products, None if bias is None else bias[n], **plan
             )
-    return out, acc_ev, psum_ev
+    return out, acc_ev, partial_sum_ev
 
 
 def conv2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1), groups=1,
@@ -80,7 +80,7 @@ def conv2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1),
     oh = (h + top + bottom - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     ow = (wd + left + right - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     out = np.zeros((n_b, n_o, oh, ow), np.int64)
-    acc_ev, psum_ev = np.zeros_like(out), np.zeros_like(out)
+    acc_ev, partial_sum_ev = np.zeros_like(out), np.zeros_like(out)
 
     def tap(n, c, iy, ix):
         if 0 <= iy < h and 0 <= ix < wd:
@@ -100,10 +100,10 @@ def conv2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), dilation=(1, 1),
                             xo * stride[1] - left + j * dilation[1]) * int(w[o, c, i, j])
                         for c, i, j in order
                     ]  # fmt: skip
-                    out[n, o, y, xo], acc_ev[n, o, y, xo], psum_ev[n, o, y, xo] = dot_with_plan(
+                    out[n, o, y, xo], acc_ev[n, o, y, xo], partial_sum_ev[n, o, y, xo] = dot_with_plan(
                         products, None if bias is None else bias[o], **plan
                     )
-    return out, acc_ev, psum_ev
+    return out, acc_ev, partial_sum_ev
 
 
 def conv_transpose2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), output_padding=(0, 0),
@@ -122,7 +122,7 @@ def conv_transpose2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), output
     oh = stride[0] * (h - 1) + output_padding[0] + (kh - 1) * dilation[0] + 1 - top - bottom
     ow = stride[1] * (wd - 1) + output_padding[1] + (kw - 1) * dilation[1] + 1 - left - right
     out = np.zeros((n_b, n_o, oh, ow), np.int64)
-    acc_ev, psum_ev = np.zeros_like(out), np.zeros_like(out)
+    acc_ev, partial_sum_ev = np.zeros_like(out), np.zeros_like(out)
     for n in range(n_b):
         for o in range(n_o):
             g, o_in = divmod(o, og)
@@ -140,10 +140,10 @@ def conv_transpose2d_reference(x, w, *, stride=(1, 1), pads=(0, 0, 0, 0), output
                                     products.append(int(x[n, ci, iy, ix]) * int(w[ci, o_in, i, j]))
                                 else:
                                     products.append(0)
-                    out[n, o, y, xo], acc_ev[n, o, y, xo], psum_ev[n, o, y, xo] = dot_with_plan(
+                    out[n, o, y, xo], acc_ev[n, o, y, xo], partial_sum_ev[n, o, y, xo] = dot_with_plan(
                         products, None if bias is None else bias[o], **plan
                     )
-    return out, acc_ev, psum_ev
+    return out, acc_ev, partial_sum_ev
 
 
 # -- the reference itself is checked against hand-worked cases and apytypes ---------------------
@@ -156,9 +156,9 @@ def test_register_add_saturates_wraps_and_flags_the_overflow():
     assert register_add(-120, -8, 8, "saturate") == (-128, False)
 
 
-def test_dot_with_plan_follows_chunks_psum_and_bias_order():
-    # acc 4 bits: chunk [7, 7] saturates to 7 once; chunk [-8] gives -8; psum 5 bits: 7 + -8 = -1
-    assert dot_with_plan([7, 7, -8], None, acc_bits=4, k_chunk=2, psum_bits=5) == (-1, 1, 0)
+def test_dot_with_plan_follows_chunks_partial_sum_and_bias_order():
+    # acc 4 bits: chunk [7, 7] saturates to 7 once; chunk [-8] gives -8; partial_sum 5 bits: 7 + -8 = -1
+    assert dot_with_plan([7, 7, -8], None, acc_bits=4, k_chunk=2, partial_sum_bits=5) == (-1, 1, 0)
     # preload 5 then +7 saturates (7), +7 saturates again, -8 -> -1
     assert dot_with_plan([7, 7, -8], 5, acc_bits=4, bias_mode="preload") == (-1, 2, 0)
     # post: 7+7 saturates, -8 -> -1, +5 -> 4

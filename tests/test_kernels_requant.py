@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import kernels
+from plans import plan_of
 from formats.errors import RsimError
 
 ROUNDINGS = ["nearest_even", "nearest_away", "nearest_up", "floor", "toward_zero"]
@@ -266,7 +267,7 @@ def test_power_of_two_weights_through_gemm_equal_the_exact_rational_dot_product(
     sign = rng.integers(-1, 2, (40, 5))
     exponent = rng.integers(-7, 2, (40, 5))
     w = kernels.pow2_to_int(sign, exponent, exp_min=-7)
-    out, _ = kernels.gemm(x, w, acc_bits=32)
+    out, _ = kernels.gemm(x, w, plan_of(acc_bits=32))
     for m in range(6):
         for n in range(5):
             exact = sum(Fraction(int(x[m, k]) * int(sign[k, n])) * Fraction(2) ** int(exponent[k, n]) for k in range(40))

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from formats import FixedPoint, RsimError
-from rsim.calibrate import TensorRange, activation_fl
+from rsim.quant.calibrate import TensorRange, activation_fl
 from rsim.loader import load
-from rsim.qspec import Calibration, QSpec, load_qspec
+from rsim.quant.qspec import Calibration, QSpec, load_qspec
 from rsim.shipped import default_data_path, default_model_path
 from rsim.simulation import prepare, resolve_accelerator
 from rsim.data import open_dataset

@@ -1,5 +1,5 @@
 """The schedule's reduction plan drives the bit-accurate kernels: with the same narrow saturating
-accumulator, a WS array (K chunked by its rows, chunk sums into the psum buffer) and an OS array
+accumulator, a WS array (K chunked by its rows, chunk sums into the partial-sum buffer) and an OS array
 (whole K in one PE) give different exact results, each equal to a plain Python-int loop that
 follows its plan."""
 
@@ -10,7 +10,8 @@ import pytest
 
 import hwconfigs
 import kernels
-from rsim.schedule import AccumulationPlan, gemm_work, schedule_layer
+from kernels import ReductionPlan
+from rsim.schedule import gemm_work, schedule_layer
 
 
 def _accelerator(dataflow: str, rows: int) -> hwconfigs.Accelerator:
@@ -27,7 +28,7 @@ def _saturate(value: int, bits: int) -> int:
 
 
 def reference_gemm(a: np.ndarray, b: np.ndarray, bias: np.ndarray,
-                   plan: AccumulationPlan) -> np.ndarray:
+                   plan: ReductionPlan) -> np.ndarray:
     """Python ints, one addition at a time, in the order the plan describes."""
     acc_bits = plan.accumulator.bits
     m, k = a.shape
@@ -66,18 +67,19 @@ def test_ws_and_os_plans_give_different_exact_outputs_each_matching_its_referenc
     results = {}
     for dataflow in ("ws", "os"):
         plan = schedule_layer(work, _accelerator(dataflow, rows=8)).plan
-        out, stats = kernels.gemm(a, b, bias=bias, **plan.gemm_kwargs())
+        out, stats = kernels.gemm(a, b, plan, bias=bias)
         np.testing.assert_array_equal(out, reference_gemm(a, b, bias, plan))
         results[dataflow] = out
         assert stats.acc_saturations > 0
     assert not np.array_equal(results["ws"], results["os"])
 
 
-def test_plan_kwargs_are_exactly_the_kernels_accumulator_keywords():
-    plan = schedule_layer(gemm_work("fc", 1, 4, 1), _accelerator("ws", rows=2)).plan
-    assert plan.gemm_kwargs() == {"acc_bits": 12, "acc_overflow": "saturate", "k_chunk": 2,
-                                  "bias_mode": "post", "psum_bits": 14,
-                                  "psum_overflow": "saturate"}
+def test_the_plan_holds_the_configs_registers_and_chunks_k_by_the_rows():
+    ws = schedule_layer(gemm_work("fc", 1, 4, 1), _accelerator("ws", rows=2)).plan
+    assert (ws.k_chunk, str(ws.accumulator), str(ws.partial_sum), ws.bias_mode) == (
+        2, "int12/saturate", "int14/saturate", "post")
+    os_ = schedule_layer(gemm_work("fc", 1, 4, 1), _accelerator("os", rows=2)).plan
+    assert (os_.k_chunk, os_.partial_sum) == (None, None)
 
 
 def test_hand_worked_example_of_the_two_orders():
@@ -85,7 +87,7 @@ def test_hand_worked_example_of_the_two_orders():
     b = np.array([[100], [100], [-100], [-100]])  # exact result 0; every product is +-10000
     ws = schedule_layer(gemm_work("fc", 1, 4, 1), _accelerator("ws", rows=2)).plan
     os_ = schedule_layer(gemm_work("fc", 1, 4, 1), _accelerator("os", rows=2)).plan
-    # WS: chunks [+,+] -> 2047 and [-,-] -> -2048 in the 12-bit accumulator; psum 2047 - 2048
-    assert kernels.gemm(a, b, **ws.gemm_kwargs())[0][0, 0] == -1
+    # WS: chunks [+,+] -> 2047 and [-,-] -> -2048 in the 12-bit accumulator; partial_sum 2047 - 2048
+    assert kernels.gemm(a, b, ws)[0][0, 0] == -1
     # OS: one accumulator: 2047, 2047, 2047 - 10000 -> -2048, -2048
-    assert kernels.gemm(a, b, **os_.gemm_kwargs())[0][0, 0] == -2048
+    assert kernels.gemm(a, b, os_)[0][0, 0] == -2048

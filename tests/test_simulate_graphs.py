@@ -11,6 +11,8 @@ from onnx_graphs import mobilenet_style, resnet_style
 from test_simulate import int_config
 
 import rsim
+import rsim.ops.conv
+from rsim.quant.qspec import QSpec
 from rsim.shipped import default_data_path, default_model_path
 
 GRAPHS = {"resnet": resnet_style, "mobilenet": mobilenet_style}
@@ -28,7 +30,7 @@ def graph(request, tmp_path_factory):
 
 def test_wide_formats_reproduce_the_float_path_through_every_layer(graph):
     network, inputs = graph
-    result = rsim.simulate(network, hw=int_config(bits=24, acc_bits=64, psum_bits=64),
+    result = rsim.simulate(network, hw=int_config(bits=24, acc_bits=64, partial_sum_bits=64),
                            inputs=inputs, batch_size=5)
     assert result.agreement == 1.0
     for name, layer in result.layers.items():
@@ -70,7 +72,7 @@ def deconv(tmp_path_factory):
 
 def test_transposed_convolution_and_average_pooling_run_on_codes(deconv):
     network, inputs = deconv
-    wide = rsim.simulate(network, hw=int_config(bits=24, acc_bits=64, psum_bits=64),
+    wide = rsim.simulate(network, hw=int_config(bits=24, acc_bits=64, partial_sum_bits=64),
                          inputs=inputs)
     for name, layer in wide.layers.items():
         assert not layer.float_emulated, name
@@ -92,7 +94,7 @@ def test_isolated_layers_that_commute_with_quantization_equal_running_them(graph
     quantized; running the layer on its quantized float input gives exactly that."""
     network, inputs = graph
     accelerator = rsim.simulation.resolve_accelerator(int_config() if hw == "int" else hw)
-    run = rsim.simulation.prepare(network, accelerator, rsim.qspec.QSpec(),
+    run = rsim.simulation.prepare(network, accelerator, QSpec(),
                                   rsim.data.open_dataset(inputs))
     reference = network.run_float(inputs, collect=True)
     reference[network.inputs[0]] = inputs
@@ -110,19 +112,19 @@ def _isolated_convs_from_propagated(network, inputs, monkeypatch) -> list[bool]:
     """Checks that every conv's isolated outcome from its propagated accumulators equals
     running it afresh; returns, per conv, whether the changed-codes scatter was taken."""
     accelerator = rsim.simulation.resolve_accelerator(int_config())
-    run = rsim.simulation.prepare(network, accelerator, rsim.qspec.QSpec(),
+    run = rsim.simulation.prepare(network, accelerator, QSpec(),
                                   rsim.data.open_dataset(inputs))
     reference = network.run_float(inputs, collect=True)
     reference[network.inputs[0]] = inputs
     scattered = []
-    real = rsim.bitexact.kernels.conv2d_changed
+    real = rsim.ops.conv.kernels.conv2d_changed
 
     def counted(*args, **kwargs):
         result = real(*args, **kwargs)
         scattered.append(result is not None)
         return result
 
-    monkeypatch.setattr(rsim.bitexact.kernels, "conv2d_changed", counted)
+    monkeypatch.setattr(rsim.ops.conv.kernels, "conv2d_changed", counted)
     rng = np.random.default_rng(0)
     for quant, simulated, outcome in run.propagate(inputs, rng):
         if quant.layer.op != "conv" or set(quant.layer.inputs) <= set(network.inputs):

@@ -57,8 +57,8 @@ def test_records_and_metadata_round_trip_unchanged(tmp_path):
     records = [
         _record("conv1/Conv", acc_saturations=3, acc_saturations_per_channel=np.array([1, 0, 2])),
         _record("relu_1", op="Relu", sqnr=math.inf),
-        _record("fc/Gemm:0 ünïcode", op="Gemm", psum_saturations=7,
-                psum_saturations_per_channel=[7, 0]),
+        _record("fc/Gemm:0 ünïcode", op="Gemm", partial_sum_saturations=7,
+                partial_sum_saturations_per_channel=[7, 0]),
         _record("softmax", op="Softmax", float_emulated=True, sqnr=-math.inf),
     ]
     results = {"agreement": 0.995, "accuracy_float_top1": 0.99, "accuracy_sim_top1": None}
@@ -87,10 +87,10 @@ records = st.builds(
     isolated=st.dictionaries(keys, figures, max_size=3),
     propagated=st.dictionaries(keys, figures, max_size=3),
     acc_saturations=st.integers(0, 2**62),
-    psum_saturations=st.integers(0, 2**62),
+    partial_sum_saturations=st.integers(0, 2**62),
     bias_saturations=st.integers(0, 2**62),
     acc_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
-    psum_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
+    partial_sum_saturations_per_channel=st.none() | st.lists(st.integers(0, 2**62), max_size=4),
     float_emulated=st.booleans(),
 )
 
@@ -284,7 +284,7 @@ def test_plain_h5py_finds_everything_where_the_schema_says(tmp_path):
         writer.add_layer(record)
         writer.set_results({"agreement": 0.5})
     with h5py.File(path) as file:
-        assert (file.attrs["format"], file.attrs["schema_version"]) == ("rsim-trace", 1)
+        assert (file.attrs["format"], file.attrs["schema_version"]) == ("rsim-trace", 2)
         assert file.attrs["hwconfig"] == METADATA.hwconfig and file.attrs["seed"] == 42
         assert file["results"].attrs["agreement"] == 0.5
         layer = file["layers/0000"]
@@ -295,7 +295,7 @@ def test_plain_h5py_finds_everything_where_the_schema_says(tmp_path):
         assert layer["isolated"].attrs["sqnr_db"] == 33.0
         assert layer["propagated"].attrs["clipped_share"] == 0.01
         assert layer["saturation/accumulator_per_channel"][()].tolist() == [3, 1]
-        assert "psum_per_channel" not in layer["saturation"]
+        assert "partial_sum_per_channel" not in layer["saturation"]
         assert layer["tensors/codes"][()].tolist() == [[0, 1, 2], [3, 4, 5]]
 
 
@@ -305,7 +305,7 @@ def test_every_name_the_writer_stores_is_documented_in_the_schema(tmp_path):
         writer.append_tensors("a", reference=np.zeros((1, 2)), codes=np.zeros((1, 2), np.int8),
                               decoded=np.zeros((1, 2)))
         writer.add_layer(
-            _record("a", acc_saturations_per_channel=[1], psum_saturations_per_channel=[2])
+            _record("a", acc_saturations_per_channel=[1], partial_sum_saturations_per_channel=[2])
         )
         writer.set_results({"agreement": 1.0})
     names: set[str] = set()
@@ -426,3 +426,21 @@ def test_plot_errors_name_the_problem(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(RsimError, match=r"rsim\[plot\]"):
         traces.plot(trace, tmp_path / "drift.png")
+
+
+def test_a_version_1_trace_reads_with_its_partial_sum_counters_renamed(tmp_path):
+    """Schema 1 spelled the partial-sum counters psum_*; a reader of schema 2 maps them."""
+    record = _record("conv/1", partial_sum_saturations=5, partial_sum_saturations_per_channel=[4, 1])
+    record.isolated["partial_sum_saturations"] = 2.0
+    path = _write(tmp_path / "t.h5", [record])
+    with h5py.File(path, "a") as file:
+        file.attrs["schema_version"] = 1
+        layer = file["layers/0000"]
+        layer.attrs["psum_saturations"] = layer.attrs.pop("partial_sum_saturations")
+        layer["isolated"].attrs["psum_saturations"] = layer["isolated"].attrs.pop(
+            "partial_sum_saturations")
+        layer["saturation"].move("partial_sum_per_channel", "psum_per_channel")
+    (loaded,) = traces.load(path).layers
+    assert loaded.partial_sum_saturations == 5
+    assert loaded.partial_sum_saturations_per_channel == [4, 1]
+    assert loaded.isolated["partial_sum_saturations"] == 2.0

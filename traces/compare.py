@@ -46,7 +46,7 @@ class LayerDiff:
     sqnr_propagated_db: Change
     clipped_share: Change
     acc_saturations: Change
-    psum_saturations: Change
+    partial_sum_saturations: Change
     drift: str
 
     @property
@@ -72,7 +72,7 @@ def _layer_diff(a: LayerRecord, b: LayerRecord, tolerance_db: float) -> LayerDif
         sqnr_propagated_db=Change(a.propagated.get("sqnr_db"), b.propagated.get("sqnr_db")),
         clipped_share=Change(a.propagated.get("clipped_share"), b.propagated.get("clipped_share")),
         acc_saturations=Change(a.acc_saturations, b.acc_saturations),
-        psum_saturations=Change(a.psum_saturations, b.psum_saturations),
+        partial_sum_saturations=Change(a.partial_sum_saturations, b.partial_sum_saturations),
         drift=SAME,
     )
     return dataclasses.replace(layer, drift=_verdict(layer.sqnr_delta_db, tolerance_db))
@@ -116,7 +116,7 @@ class TraceDiff:
                         "sqnr_propagated_db",
                         "clipped_share",
                         "acc_saturations",
-                        "psum_saturations",
+                        "partial_sum_saturations",
                     )
                     for side in ("a", "b", "delta")
                 },

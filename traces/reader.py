@@ -65,7 +65,7 @@ class Trace:
                 "max_abs_error": r.propagated.get("max_abs_error"),
                 "clipped_share": r.propagated.get("clipped_share"),
                 "acc_saturations": r.acc_saturations,
-                "psum_saturations": r.psum_saturations,
+                "partial_sum_saturations": r.partial_sum_saturations,
                 "cycles": r.schedule.get("cycles"),
                 "utilization": r.schedule.get("utilization"),
                 "float_emulated": r.float_emulated,
@@ -98,21 +98,35 @@ def _open(path: Path) -> h5py.File:
         raise RsimError(f"trace file '{path}' is not a readable HDF5 file ({error})") from None
 
 
-def _read_layer(group: h5py.Group, where: str) -> LayerRecord:
-    attrs = _attrs(group)
+# schema version 1 spelled the partial-sum counters "psum"
+_V1_NAMES = {"psum_saturations": "partial_sum_saturations",
+             "psum_per_channel": "partial_sum_per_channel"}
+
+
+def _renamed(values: dict[str, Any], version: int) -> dict[str, Any]:
+    if version > 1:
+        return values
+    return {_V1_NAMES.get(key, key): value for key, value in values.items()}
+
+
+def _read_layer(group: h5py.Group, where: str, version: int) -> LayerRecord:
+    attrs = _renamed(_attrs(group), version)
     fields: dict[str, Any] = {
         key: attrs[key]
-        for key in ("name", "op", "float_emulated", "acc_saturations", "psum_saturations",
+        for key in ("name", "op", "float_emulated", "acc_saturations", "partial_sum_saturations",
                     "bias_saturations")
         if key in attrs
     }
     for section in ("formats", "schedule", "isolated", "propagated"):
         if section in group:
-            fields[section] = _attrs(group[section])
+            fields[section] = _renamed(_attrs(group[section]), version)
     saturation = group.get("saturation")
+    if saturation is not None and version == 1 and "psum_per_channel" in saturation:
+        saturation = {"partial_sum_per_channel": saturation["psum_per_channel"],
+                      **{k: v for k, v in saturation.items() if k != "psum_per_channel"}}
     for field, dataset in (
         ("acc_saturations_per_channel", "accumulator_per_channel"),
-        ("psum_saturations_per_channel", "psum_per_channel"),
+        ("partial_sum_saturations_per_channel", "partial_sum_per_channel"),
     ):
         if saturation is not None and dataset in saturation:
             fields[field] = saturation[dataset][()].tolist()
@@ -142,7 +156,7 @@ def load(path: str | os.PathLike[str]) -> Trace:
                 raise RsimError(
                     f"trace '{path}' is corrupt: layer group '{group_name}' has no index"
                 )
-            record = _read_layer(group, f"trace '{path}' layer group '{group_name}'")
+            record = _read_layer(group, f"trace '{path}' layer group '{group_name}'", version)
             indexed.append((index, group_name, record))
     indexed.sort(key=lambda item: item[0])
     return Trace(

@@ -15,7 +15,7 @@ import pydantic
 
 from formats.errors import RsimError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FORMAT_TAG = "rsim-trace"
 TENSOR_KINDS = ("reference", "codes", "decoded")
 SCHEDULE_FIGURES = (
@@ -79,14 +79,14 @@ class LayerRecord(pydantic.BaseModel):
     isolated: dict[Key, float] = {}
     propagated: dict[Key, float] = {}
     acc_saturations: int = 0
-    psum_saturations: int = 0
+    partial_sum_saturations: int = 0
     bias_saturations: int = 0
     acc_saturations_per_channel: list[int] | None = None
-    psum_saturations_per_channel: list[int] | None = None
+    partial_sum_saturations_per_channel: list[int] | None = None
     float_emulated: bool = False
 
     _per_channel_from_arrays = pydantic.field_validator(
-        "acc_saturations_per_channel", "psum_saturations_per_channel", mode="before"
+        "acc_saturations_per_channel", "partial_sum_saturations_per_channel", mode="before"
     )(_channel_counts)
 
 

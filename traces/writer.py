@@ -130,7 +130,7 @@ class TraceWriter:
         group.attrs["op"] = record.op
         group.attrs["float_emulated"] = record.float_emulated
         group.attrs["acc_saturations"] = np.int64(record.acc_saturations)
-        group.attrs["psum_saturations"] = np.int64(record.psum_saturations)
+        group.attrs["partial_sum_saturations"] = np.int64(record.partial_sum_saturations)
         group.attrs["bias_saturations"] = np.int64(record.bias_saturations)
         for section in ("formats", "schedule", "isolated", "propagated"):
             subgroup = group.create_group(section, track_order=True)
@@ -139,7 +139,7 @@ class TraceWriter:
         saturation = group.create_group("saturation")
         for dataset, counts in (
             ("accumulator_per_channel", record.acc_saturations_per_channel),
-            ("psum_per_channel", record.psum_saturations_per_channel),
+            ("partial_sum_per_channel", record.partial_sum_saturations_per_channel),
         ):
             if counts is not None:
                 saturation.create_dataset(dataset, data=np.asarray(counts, dtype=np.int64))

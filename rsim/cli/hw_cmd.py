@@ -6,7 +6,7 @@ import click
 import yaml
 
 import hwconfigs
-from rsim.schedule.plan import AccumulationPlan
+from rsim.schedule.plan import reduction_plan
 
 
 @click.group("hw")
@@ -50,7 +50,7 @@ def list_command() -> None:
 def show_command(config: str) -> None:
     """Show one config (shipped NAME or YAML PATH), validated, with its defaults filled in."""
     accel = hwconfigs.load(config)
-    plan = AccumulationPlan.for_array(accel.array.dataflow, accel.array.rows, accel.datapath)
+    plan = reduction_plan(accel.array, accel.datapath)
     click.echo(f"# {accel.name}: {_summary(accel)}")
     click.echo(f"# source: {hwconfigs.config_path(config)}")
     if plan.k_chunk is None:

@@ -119,7 +119,7 @@ def print_result(result, console: Console) -> None:
             _db(layer.propagated.sqnr_db),
             "-" if layer.propagated.max_abs_error is None else f"{layer.propagated.max_abs_error:.3g}",
             percent(layer.propagated.clipped_share, missing="-"),
-            f"{count(layer.acc_saturations)}/{count(layer.psum_saturations)}"
+            f"{count(layer.acc_saturations)}/{count(layer.partial_sum_saturations)}"
             + (f" (bias {layer.bias_saturations})" if layer.bias_saturations else ""),
             f"{schedule.cycles:,}" if schedule else "",
             f"{100 * schedule.utilization:.1f}" if schedule else "")

@@ -77,7 +77,7 @@ def show_command(file: Path) -> None:
             number(row["max_abs_error"], 4),
             percent(row["clipped_share"]),
             count(row["acc_saturations"]),
-            count(row["psum_saturations"]),
+            count(row["partial_sum_saturations"]),
             count(row["cycles"]),
             percent(row["utilization"]),
         )
@@ -113,7 +113,7 @@ def diff_command(a: Path, b: Path, tolerance: float) -> None:
             _signed(layer.sqnr_isolated_db.delta),
             f"{percent(layer.clipped_share.a)} → {percent(layer.clipped_share.b)}",
             f"{count(layer.acc_saturations.a)} → {count(layer.acc_saturations.b)}",
-            f"{count(layer.psum_saturations.a)} → {count(layer.psum_saturations.b)}",
+            f"{count(layer.partial_sum_saturations.a)} → {count(layer.partial_sum_saturations.b)}",
             Text(layer.drift, style=_DRIFT_STYLE[layer.drift]),
         )
     console.print(table)

@@ -30,7 +30,7 @@ def vectors_command(model, hw, layer_name, out_dir, samples, data, x_name, y_nam
     formats, memory layout and the reduction plan. Dynamic formats are calibrated on the data.
     """
     from rsim.loader import load
-    from rsim.qspec import load_qspec
+    from rsim.quant.qspec import load_qspec
     from rsim.shipped import default_model_path
     from rsim.simulation import check_fit, prepare, resolve_accelerator
     from rsim.vectors import write_vectors

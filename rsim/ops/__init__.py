@@ -1,7 +1,8 @@
-"""Float implementations of rsim's canonical operators, one module per concept.
+"""rsim's canonical operators, each declared once (`OpSpec`, see `rsim.ops.registry`): float
+forward, shape rule, GEMM lowering, format rule and bit-accurate models, one module per concept.
 
-`OPS` maps each canonical op name to its `OpSpec` (forward, shape rule, MAC rule). The names are
-the only ones a `Layer.op` can carry:
+`OPS` maps each canonical op name to its `OpSpec`. The names are the only ones a `Layer.op` can
+carry:
 
 conv, conv_transpose, gemm, matmul, relu, clip, leaky_relu, sigmoid, tanh, hard_sigmoid,
 hard_swish, cast, maxpool, avgpool, global_avgpool, batchnorm, lrn, softmax, add, sub, mul, div,

@@ -1,15 +1,23 @@
-"""Element-wise nonlinearities in float, with the ONNX definitions.
+"""Element-wise nonlinearities, with the ONNX definitions.
 
 Attributes: clip `min`/`max` (floats, -inf/inf when absent; ReLU6 is clip 0..6), leaky_relu
 `alpha`, hard_sigmoid `alpha`/`beta` (y = max(0, min(1, alpha*x + beta))). hard_swish is
 x * hard_sigmoid(x) with alpha = 1/6, beta = 0.5.
+
+On codes, relu and clip keep the input's format. Clip's bounds are rounded inward onto that grid
+(min up, max down), so the clipped codes never leave [min, max]: ReLU6 on a grid of step 4 stops
+at 4.0. The other nonlinearities are float-emulated.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from rsim.ops.registry import OpSpec, register, same_shape
+from formats import FixedPoint
+from rsim.ops.registry import OpSpec, always, register, same_shape
+from rsim.quant.tensor import Outcome, QTensor
 
 
 def _relu(arrays, attrs, params):
@@ -51,9 +59,30 @@ def _hard_swish(arrays, attrs, params):
     return x * hard_sigmoid(x, 1 / 6, 0.5)
 
 
+def clip_codes(attrs: dict, fmt: FixedPoint) -> tuple[int, int]:
+    """The code bounds of a clip layer in `fmt`: min rounded up, max rounded down, so the
+    clipped codes never leave [min, max]."""
+    lo = fmt.min_code if attrs["min"] is None or math.isinf(attrs["min"]) else \
+        max(fmt.min_code, math.ceil(attrs["min"] * 2.0 ** fmt.fl))
+    hi = fmt.max_code if attrs["max"] is None or math.isinf(attrs["max"]) else \
+        min(fmt.max_code, math.floor(attrs["max"] * 2.0 ** fmt.fl))
+    return lo, hi
+
+
+def _relu_integer(quant, inputs, rng):
+    x = inputs[0]
+    return Outcome(QTensor(np.maximum(x.data, 0), x.fmt))
+
+
+def _clip_integer(quant, inputs, rng):
+    x = inputs[0]
+    return Outcome(QTensor(np.clip(x.data, *clip_codes(quant.layer.attrs, x.fmt)), x.fmt))
+
+
+register(OpSpec("relu", _relu, same_shape, keeps_format=always, commutes=True,
+                integer=_relu_integer))
+register(OpSpec("clip", _clip, same_shape, keeps_format=always, integer=_clip_integer))
 for _name, _fn in [
-    ("relu", _relu),
-    ("clip", _clip),
     ("leaky_relu", _leaky_relu),
     ("sigmoid", _sigmoid),
     ("tanh", _tanh),

@@ -1,18 +1,26 @@
-"""2-D convolution and transposed convolution in float (im2col + BLAS, batched, grouped).
+"""2-D convolution and transposed convolution: float forward (im2col + BLAS, batched, grouped),
+GEMM lowering, and the bit-accurate models (the integer and minifloat kernels of `kernels/`).
 
 Attributes (normalised by the frontends): `kernel` (kh, kw), `strides` (sh, sw), `dilations`
 (dh, dw), `pads` (top, left, bottom, right), `groups`; conv_transpose adds `output_padding`
 (oh, ow). Params: `weight` (conv: O, C/groups, kh, kw; conv_transpose: C, O/groups, kh, kw, the
 ONNX layouts) and optional `bias` (O,).
+
+Lowering: conv is one GEMM per group, M = batch x output pixels, K = kh x kw x in_channels/groups,
+N = out_channels/groups. conv_transpose, in the scatter form the float path uses: per group,
+M = batch x input pixels, K = in_channels/groups, N = out_channels/groups x kh x kw (the col2im
+additions after it are not MACs).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import kernels
 from kernels.fconv import conv2d_float
 from rsim.ops.registry import OpSpec, register
 from rsim.ops.windows import window_out_size
+from rsim.schedule.geometry import GemmWork, conv_work
 
 
 def conv_out_hw(in_shape, attrs) -> tuple[int, int]:
@@ -36,8 +44,45 @@ def _conv_shape(shapes, attrs, params):
     return (x[0], out_ch) + conv_out_hw(x, attrs)
 
 
-def _conv_macs(shapes, out, attrs, params):
-    return int(np.prod(out)) * int(np.prod(params["weight"].shape[1:]))
+def _conv_lowering(name, shapes, out, attrs, params) -> GemmWork:
+    (n, c, h, w), (_, o, ho, wo) = shapes[0], out
+    kh, kw = params["weight"].shape[2:]
+    return conv_work(name, in_h=h, in_w=w, in_channels=c, out_h=ho, out_w=wo, out_channels=o,
+                     kernel_h=kh, kernel_w=kw, groups=attrs["groups"], batch=n)
+
+
+def window(attrs) -> dict:
+    """The kernels' convolution geometry keywords, from a conv layer's attributes."""
+    geometry = {"stride": attrs["strides"], "padding": attrs["pads"],
+                "dilation": attrs["dilations"], "groups": attrs["groups"]}
+    if "output_padding" in attrs:
+        geometry["output_padding"] = attrs["output_padding"]
+    return geometry
+
+
+def _conv_integer(quant, inputs, rng):
+    acc, stats = kernels.conv2d(inputs[0].data, quant.weights, quant.plan, bias=quant.bias,
+                                **window(quant.layer.attrs))
+    return quant.output_stage(acc, stats, rng)
+
+
+def _conv_changed(quant, inputs, before, outcome, rng):
+    """A conv's run on inputs that differ from `before` in few codes, from the accumulators of
+    `outcome`: exact by integer linearity when no register can overflow
+    (`kernels.conv2d_changed`; None otherwise)."""
+    if outcome.acc is None:
+        return None
+    changed = kernels.conv2d_changed(outcome.acc, before[0].data, inputs[0].data, quant.weights,
+                                     quant.plan, bias=quant.bias, **window(quant.layer.attrs))
+    return None if changed is None else quant.output_stage(*changed, rng)
+
+
+def _conv_minifloat(quant, inputs, rng):
+    x = inputs[0]
+    acc = kernels.minifloat_conv2d(x.data, quant.weights, quant.plan, x_format=x.fmt,
+                                   w_format=quant.weight_fmt, bias=quant.bias,
+                                   **window(quant.layer.attrs))
+    return quant.rounded_output(acc, rng, acc)
 
 
 def _conv_forward(arrays, attrs, params):
@@ -72,8 +117,27 @@ def _conv_transpose_shape(shapes, attrs, params):
     )
 
 
-def _conv_transpose_macs(shapes, out, attrs, params):
-    return int(np.prod(shapes[0])) * int(np.prod(params["weight"].shape[1:]))
+def _conv_transpose_lowering(name, shapes, out, attrs, params) -> GemmWork:
+    (n, c, h, w), (_, _, ho, wo) = shapes[0], out
+    groups = attrs["groups"]
+    _, out_per_group, kh, kw = params["weight"].shape
+    m, k, cols = n * h * w, c // groups, out_per_group * kh * kw
+    return GemmWork(name, "conv_transpose", m, k, cols, groups, m * k, k * cols,
+                    n * ho * wo * out_per_group)
+
+
+def _conv_transpose_integer(quant, inputs, rng):
+    acc, stats = kernels.conv_transpose2d(inputs[0].data, quant.weights, quant.plan,
+                                          bias=quant.bias, **window(quant.layer.attrs))
+    return quant.output_stage(acc, stats, rng)
+
+
+def _conv_transpose_minifloat(quant, inputs, rng):
+    x = inputs[0]
+    acc = kernels.minifloat_conv_transpose2d(x.data, quant.weights, quant.plan, x_format=x.fmt,
+                                             w_format=quant.weight_fmt, bias=quant.bias,
+                                             **window(quant.layer.attrs))
+    return quant.rounded_output(acc, rng, acc)
 
 
 def _conv_transpose_forward(arrays, attrs, params):
@@ -112,7 +176,8 @@ def _conv_transpose_forward(arrays, attrs, params):
     return y
 
 
-register(OpSpec("conv", _conv_forward, _conv_shape, _conv_macs))
-register(
-    OpSpec("conv_transpose", _conv_transpose_forward, _conv_transpose_shape, _conv_transpose_macs)
-)
+register(OpSpec("conv", _conv_forward, _conv_shape, lowering=_conv_lowering,
+                integer=_conv_integer, integer_changed=_conv_changed, minifloat=_conv_minifloat))
+register(OpSpec("conv_transpose", _conv_transpose_forward, _conv_transpose_shape,
+                lowering=_conv_transpose_lowering, integer=_conv_transpose_integer,
+                minifloat=_conv_transpose_minifloat))

@@ -6,6 +6,9 @@ input's dimension, -1 is inferred; the frontend writes 0 in front where the batc
 through); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
 `pads` (one (begin, end) pair per axis, negative crops), `mode` (constant | reflect | edge |
 wrap) and `value`.
+
+On codes, the layout ops and zero padding move codes unchanged (the output keeps the input's
+format); concat requantizes each input to the output format, then joins them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import math
 
 import numpy as np
 
-from rsim.ops.registry import OpSpec, register
+from kernels.requant import requantize_shift
+from rsim.ops.registry import OpSpec, always, register
+from rsim.quant.tensor import Outcome, QTensor
 
 
 def _concat_shape(shapes, attrs, params):
@@ -112,10 +117,34 @@ def _pad(arrays, attrs, params):
     return np.pad(x, widths, mode=attrs["mode"])
 
 
-register(OpSpec("concat", _concat, _concat_shape))
-register(OpSpec("flatten", _flatten, _flatten_shape))
-register(OpSpec("reshape", _reshape, _reshape_shape))
-register(OpSpec("transpose", _transpose, _transpose_shape))
-register(OpSpec("squeeze", _squeeze, _squeeze_shape))
-register(OpSpec("unsqueeze", _unsqueeze, _unsqueeze_shape))
-register(OpSpec("pad", _pad, _pad_shape))
+def _moves_codes(quant, inputs, rng):
+    """A layout op on codes: codes below 2^53 are exact in float64, so the float op moves them
+    unchanged."""
+    x = inputs[0]
+    data = quant.layer.forward(x.data.astype(np.float64), dtype=np.float64)
+    return Outcome(QTensor(data.astype(x.data.dtype), x.fmt))
+
+
+def _concat_integer(quant, inputs, rng):
+    out_fl = quant.out_fmt.fl
+    parts = [requantize_shift(t.data, t.fmt.fl - out_fl, out_bits=64, rounding=quant.rounding,
+                              rng=rng) for t in inputs]
+    return quant.saturated_codes(np.concatenate(parts, axis=quant.layer.attrs["axis"]))
+
+
+def _zero_pad(attrs, params, n_inputs) -> bool:
+    return attrs["mode"] == "constant" and attrs["value"] == 0
+
+
+register(OpSpec("concat", _concat, _concat_shape, integer=_concat_integer, float_unit=True))
+for _name, _fn, _shape in [
+    ("flatten", _flatten, _flatten_shape),
+    ("reshape", _reshape, _reshape_shape),
+    ("transpose", _transpose, _transpose_shape),
+    ("squeeze", _squeeze, _squeeze_shape),
+    ("unsqueeze", _unsqueeze, _unsqueeze_shape),
+]:
+    register(OpSpec(_name, _fn, _shape, keeps_format=always, commutes=True,
+                    integer=_moves_codes))
+register(OpSpec("pad", _pad, _pad_shape, keeps_format=_zero_pad, integer=_moves_codes,
+                integer_applies=_zero_pad))

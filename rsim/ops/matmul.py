@@ -1,17 +1,26 @@
-"""Matrix products in float: `gemm` (activation times a constant weight, the FC layer) and
-`matmul` (numpy/ONNX MatMul of two operands, one of which may be a constant).
+"""Matrix products: `gemm` (activation times a constant weight, the FC layer) and `matmul`
+(numpy/ONNX MatMul of two operands, one of which may be a constant): float forward, GEMM lowering
+and the bit-accurate models.
 
 gemm params: `weight` (K, N), so y = x @ weight + bias over the last axis of x (leading axes are
 rows); optional `bias` (N,). matmul params: optional `constant` with attrs `constant_first`
 (bool: the constant is the left operand).
+
+Lowering: gemm is M = all leading rows, K x N the weight. matmul: the leading dimensions of the
+left operand fold into M when the right operand is a plain matrix, otherwise each broadcast batch
+matrix is its own GEMM. A matmul of two activations on a minifloat datapath is float-emulated.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+import kernels
 from kernels.threads import blas_threads_for
 from rsim.ops.registry import OpSpec, operands, register
+from rsim.schedule.geometry import GemmWork, gemm_work
 
 
 def _gemm_shape(shapes, attrs, params):
@@ -22,8 +31,24 @@ def _gemm_shape(shapes, attrs, params):
     return tuple(x[:-1]) + (n,)
 
 
-def _gemm_macs(shapes, out, attrs, params):
-    return int(np.prod(out)) * params["weight"].shape[0]
+def _gemm_lowering(name, shapes, out, attrs, params) -> GemmWork:
+    k, n = params["weight"].shape
+    return gemm_work(name, math.prod(shapes[0][:-1]), k, n)
+
+
+def _gemm_integer(quant, inputs, rng):
+    x = inputs[0].data
+    acc, stats = kernels.gemm(x.reshape(-1, x.shape[-1]), quant.weights, quant.plan,
+                              bias=quant.bias)
+    return quant.output_stage(acc.reshape(*x.shape[:-1], acc.shape[-1]), stats, rng)
+
+
+def _gemm_minifloat(quant, inputs, rng):
+    x = inputs[0]
+    acc = kernels.minifloat_gemm(x.data.reshape(-1, x.data.shape[-1]), quant.weights, quant.plan,
+                                 a_format=x.fmt, b_format=quant.weight_fmt, bias=quant.bias)
+    acc = acc.reshape(*x.data.shape[:-1], acc.shape[-1])
+    return quant.rounded_output(acc, rng, acc)
 
 
 def _gemm_forward(arrays, attrs, params):
@@ -54,12 +79,33 @@ def _matmul_shape(shapes, attrs, params):
     return out
 
 
-def _matmul_macs(shapes, out, attrs, params):
-    a = [
-        tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
-        for s in operands(shapes, attrs, params)
-    ][0]
-    return int(np.prod(out)) * a[-1]
+def _matmul_lowering(name, shapes, out, attrs, params) -> GemmWork:
+    left, right = (tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
+                   for s in operands(shapes, attrs, params))
+    left = left if len(left) > 1 else (1,) + left
+    right = right if len(right) > 1 else right + (1,)
+    k, n = right[-2], right[-1]
+    if len(right) == 2:
+        return gemm_work(name, math.prod(left[:-1]), k, n, op="matmul")
+    count = math.prod(out) // (left[-2] * n)
+    return gemm_work(name, left[-2], k, n, count=count, op="matmul")
+
+
+def _matmul_integer(quant, inputs, rng):
+    """One integer GEMM per broadcast batch matrix, each following the layer's plan."""
+    left, right = operands([t.data for t in inputs], quant.layer.attrs,
+                           {} if quant.weights is None else {"constant": quant.weights})
+    shape = np.broadcast_shapes(left.shape[:-2], right.shape[:-2])
+    left = np.broadcast_to(left, shape + left.shape[-2:]).reshape(-1, *left.shape[-2:])
+    right = np.broadcast_to(right, shape + right.shape[-2:]).reshape(-1, *right.shape[-2:])
+    parts = [kernels.gemm(np.ascontiguousarray(a), np.ascontiguousarray(b), quant.plan)
+             for a, b in zip(left, right, strict=True)]
+    acc = np.stack([acc for acc, _ in parts]).reshape(shape + parts[0][0].shape)
+    stats = kernels.AccumulatorStats(
+        np.stack([s.acc_events for _, s in parts]).reshape(acc.shape),
+        np.stack([s.partial_sum_events for _, s in parts]).reshape(acc.shape),
+        channel_axis=acc.ndim - 1, outputs_at_risk=sum(s.outputs_at_risk for _, s in parts))
+    return quant.output_stage(acc, stats, rng)
 
 
 def _matmul_forward(arrays, attrs, params):
@@ -72,5 +118,7 @@ def _matmul_forward(arrays, attrs, params):
         return np.matmul(left, right)
 
 
-register(OpSpec("gemm", _gemm_forward, _gemm_shape, _gemm_macs))
-register(OpSpec("matmul", _matmul_forward, _matmul_shape, _matmul_macs))
+register(OpSpec("gemm", _gemm_forward, _gemm_shape, lowering=_gemm_lowering,
+                integer=_gemm_integer, minifloat=_gemm_minifloat))
+register(OpSpec("matmul", _matmul_forward, _matmul_shape, lowering=_matmul_lowering,
+                integer=_matmul_integer))

@@ -1,4 +1,8 @@
-"""2-D max and average pooling and global average pooling in float.
+"""2-D max and average pooling and global average pooling: float forward and bit-accurate models.
+
+On codes, max pooling keeps the input's format; average pooling sums each window exactly and
+divides by the tap count with one rounding into the output grid (a finer grid scales the sums
+up exactly, a coarser one multiplies the divisor by the power of two), then saturates.
 
 Attributes (normalised by the frontends): `kernel` (kh, kw), `strides`, `dilations`, `pads`
 (top, left, bottom, right), `ceil_mode` (bool); avgpool adds `count_include_pad` (bool: whether
@@ -10,8 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.pool import max_pool2d
-from rsim.ops.registry import OpSpec, register
+from kernels.pool import avg_pool2d, max_pool2d
+from rsim.ops.registry import OpSpec, always, register
+from rsim.quant.tensor import Outcome, QTensor
 from rsim.ops.windows import pad_nchw, tap, window_out_size
 
 
@@ -95,6 +100,40 @@ def _global_avgpool_forward(arrays, attrs, params):
     return x.mean(axis=tuple(range(2, x.ndim)), keepdims=True, dtype=x.dtype)
 
 
-register(OpSpec("maxpool", _maxpool_forward, _pool_shape))
-register(OpSpec("avgpool", _avgpool_forward, _pool_shape))
-register(OpSpec("global_avgpool", _global_avgpool_forward, _global_avgpool_shape))
+def _window(attrs) -> dict:
+    return {"stride": attrs["strides"], "padding": attrs["pads"], "dilation": attrs["dilations"],
+            "ceil_mode": attrs["ceil_mode"]}
+
+
+def _maxpool_integer(quant, inputs, rng):
+    x = inputs[0]
+    attrs = quant.layer.attrs
+    return Outcome(QTensor(max_pool2d(x.data, attrs["kernel"], **_window(attrs)), x.fmt))
+
+
+def _average(quant, x: QTensor, rng, pool) -> Outcome:
+    """Exact window sums, one rounded division into the output grid, saturated."""
+    finer = quant.out_fmt.fl - x.fmt.fl
+    codes = x.data.astype(np.int64) << max(finer, 0)
+    return quant.saturated_codes(pool(codes, rounding=quant.rounding, rng=rng,
+                                      divisor_shift=max(-finer, 0)))
+
+
+def _avgpool_integer(quant, inputs, rng):
+    attrs = quant.layer.attrs
+    return _average(quant, inputs[0], rng, lambda codes, **divide: avg_pool2d(
+        codes, attrs["kernel"], count_include_pad=attrs["count_include_pad"], **_window(attrs),
+        **divide))
+
+
+def _global_avgpool_integer(quant, inputs, rng):
+    return _average(quant, inputs[0], rng, lambda codes, **divide: avg_pool2d(
+        codes, codes.shape[2:], **divide))
+
+
+register(OpSpec("maxpool", _maxpool_forward, _pool_shape, keeps_format=always, commutes=True,
+                integer=_maxpool_integer))
+register(OpSpec("avgpool", _avgpool_forward, _pool_shape, integer=_avgpool_integer,
+                float_unit=True))
+register(OpSpec("global_avgpool", _global_avgpool_forward, _global_avgpool_shape,
+                integer=_global_avgpool_integer, float_unit=True))

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from hwconfigs.schema import Accelerator, Datapath, format_bits, operand_bits
 from rsim.schedule.geometry import GemmWork
-from rsim.schedule.plan import AccumulationPlan
+from kernels.plan import ReductionPlan
+from rsim.schedule.plan import reduction_plan
 from rsim.schedule.systolic import FoldTiming, fold_timing
 from rsim.schedule.traffic import Capacities, Traffic, Widths, gemm_traffic
 
@@ -28,7 +29,7 @@ class LayerSchedule:
     work: GemmWork
     timing: FoldTiming
     traffic: Traffic
-    plan: AccumulationPlan
+    plan: ReductionPlan
     cycles: int
     dram_cycles: int
     energy_pj: float
@@ -106,11 +107,11 @@ def schedule_layer(work: GemmWork, accelerator: Accelerator, *, os_fill: str = "
     datapath = accelerator.datapath if datapath is None else datapath
     timing = fold_timing(work.m, work.k, work.n, rows=array.rows, cols=array.cols,
                          dataflow=array.dataflow, os_fill=os_fill)
-    plan = AccumulationPlan.for_array(array.dataflow, array.rows, datapath)
-    psum = datapath.psum
+    plan = reduction_plan(array, datapath)
+    partial_sum = datapath.partial_sum or datapath.accumulator
     widths = Widths(weight=format_bits(datapath.weights),
                     activation=format_bits(datapath.activations),
-                    psum=psum.bits if psum.bits is not None else format_bits(psum.format))
+                    partial_sum=partial_sum.bits or format_bits(partial_sum.format))
     capacities = Capacities(ifmap=memory.ifmap_sram_kib * KIB / 2,
                             filter=memory.filter_sram_kib * KIB / 2,
                             ofmap=memory.ofmap_sram_kib * KIB / 2)

@@ -1,23 +1,17 @@
 """Closed-form timing of one GEMM on an R x C systolic array, as SCALE-Sim 3.0.0 counts it.
 
-The dataflow decides which GEMM dimension lies along the rows (Sr), along the columns (Sc) and
-which streams in time (T): OS -> (M, N, K), WS -> (K, N, M), IS -> (K, M, N). The operand is cut
-into folds = ceil(Sr/R) * ceil(Sc/C) tiles that run one after another (column folds outer, row
-folds inner), each taking fill + C + T - 2 cycles, where fill is 2R for WS/IS (R cycles to load
-the stationary operand, R of skew). For OS, SCALE-Sim 3.0.0 uses fill = R while its papers use 2R
-(scale-sim-v3 issue #4); `os_fill` chooses, "scalesim" by default.
+The dataflow's row of `rsim.schedule.dataflows.DATAFLOWS` decides which GEMM dimension lies
+along the rows (Sr), along the columns (Sc) and which streams in time (T): OS -> (M, N, K),
+WS -> (K, N, M), IS -> (K, M, N). The operand is cut into folds = ceil(Sr/R) * ceil(Sc/C) tiles
+that run one after another (column folds outer, row folds inner), each taking fill + C + T - 2
+cycles (the fill: `DataflowRule.fill`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
 
-from formats.errors import RsimError
-from hwconfigs.schema import Dataflow
-
-DATAFLOWS: tuple[str, ...] = get_args(Dataflow)  # the accelerator schema's dataflows
-OS_FILLS: tuple[str, ...] = ("scalesim", "paper")
+from rsim.schedule.dataflows import DataflowRule, dataflow_rule
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -30,7 +24,7 @@ class FoldTiming:
 
     rows: int
     cols: int
-    dataflow: str
+    dataflow: DataflowRule
     spatial_rows: int  # Sr: GEMM extent laid along the array rows
     spatial_cols: int  # Sc: GEMM extent laid along the array columns
     temporal: int  # T: GEMM extent streamed through the array in time
@@ -56,11 +50,12 @@ class FoldTiming:
     def scalesim_compute_util(self) -> float:
         """SCALE-Sim's "Compute Util %" / 100: MACs over folds x R x C x its own fold length.
 
-        SCALE-Sim measures the WS/IS fold length on the unskewed operand, 2R + 2C + T - 3, not
-        the fold_cycles it counts; this reproduces that quirk (OS uses fold_cycles).
+        For the dataflows that preload the stationary operand (WS/IS) SCALE-Sim measures the fold
+        length on the unskewed operand, 2R + 2C + T - 3, not the fold_cycles it counts; this
+        reproduces that quirk (OS uses fold_cycles).
         """
         length = self.fold_cycles
-        if self.dataflow != "os":
+        if self.dataflow.preloads:
             length = 2 * self.rows + 2 * self.cols + self.temporal - 3
         macs = self.spatial_rows * self.spatial_cols * self.temporal
         return macs / (self.folds * self.rows * self.cols * length)
@@ -69,16 +64,7 @@ class FoldTiming:
 def fold_timing(m: int, k: int, n: int, *, rows: int, cols: int, dataflow: str,
                 os_fill: str = "scalesim") -> FoldTiming:
     """Fold an (M x K) @ (K x N) GEMM onto a rows x cols array with the given dataflow."""
-    if dataflow == "os":
-        sr, sc, t = m, n, k
-        if os_fill not in OS_FILLS:
-            raise RsimError(f"os_fill: must be one of {', '.join(OS_FILLS)}, got {os_fill!r}")
-        fill = rows if os_fill == "scalesim" else 2 * rows
-    elif dataflow == "ws":
-        sr, sc, t, fill = k, n, m, 2 * rows
-    elif dataflow == "is":
-        sr, sc, t, fill = k, m, n, 2 * rows
-    else:
-        raise RsimError(f"dataflow: must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
-    return FoldTiming(rows, cols, dataflow, sr, sc, t, _ceil_div(sr, rows), _ceil_div(sc, cols),
-                      fill + cols + t - 2)
+    rule = dataflow_rule(dataflow)
+    sr, sc, t = rule.extents(m, k, n)
+    return FoldTiming(rows, cols, rule, sr, sc, t, _ceil_div(sr, rows), _ceil_div(sc, cols),
+                      rule.fill(rows, os_fill) + cols + t - 2)

@@ -1,24 +1,23 @@
 """SRAM and DRAM traffic of one GEMM on the array, from its folds and the buffer sizes.
 
 SRAM counts follow SCALE-Sim's convention for what the array reads: the im2col-expanded operand,
-re-read once per fold that needs it (OS: ifmap x column folds, filter x row folds; WS: ifmap x
-column folds, filter once; IS: ifmap once, filter x column folds). Outputs: OS writes each output
-once at the activation width; WS/IS write a partial sum per row fold at the psum width and read
-back all but the first. (SCALE-Sim 3.0.0 also adds an OS counting artefact, folds x (R + C)
-writes, that is not real traffic and is left out here; `scalesim_sram_counts` has it.)
+re-read once per fold along the GEMM dimension it lacks (`DataflowRule.folds_along`: OS reads the
+ifmap x column folds and the filter x row folds, WS the ifmap x column folds and the filter once,
+IS the ifmap once and the filter x column folds). Outputs: with K in time (OS) each output is
+written once at the activation width; with K along the rows (WS/IS) a partial sum is written per
+row fold at the partial-sum width and all but the first are read back. (SCALE-Sim 3.0.0 also adds
+an OS counting artefact, folds x (R + C) writes, that is not real traffic and is left out here;
+`scalesim_sram_counts` has it.)
 
 DRAM model (documented simplification, not SCALE-Sim's prefetch simulation): every operand is
 fetched once (its unique footprint) and every output written once, plus the refetches forced by
-a buffer too small for the operand reused across folds. Folds run column-fold outer, row-fold
-inner, so:
-- OS re-streams the whole ifmap for every column fold: if the ifmap does not fit in its SRAM it
-  is fetched col_folds times; each column fold's filter slice (K x C) is reused over the row
-  folds: if it does not fit, the filter is fetched row_folds times;
-- WS re-streams the ifmap per column fold (same rule); each weight is used by one fold only;
-- IS re-streams the filter per column fold (fetched col_folds times when it does not fit); each
-  input is used by one fold only;
-- WS/IS keep a column fold's partial sums (M x C or C x N of them) in the ofmap SRAM across the
-  row folds; if they do not fit they spill: (row_folds - 1) writes and reads of every output.
+a buffer too small for an operand reused across folds. Folds run column-fold outer, row-fold
+inner, so an operand re-read along the columns (the outer loop) is fetched col_folds times when
+the whole operand does not fit its buffer (OS/WS ifmap, IS filter), and one re-read along the
+rows (the inner loop) is fetched row_folds times when the slice one column fold uses does not fit
+(OS filter: K x C). With K along the rows, a column fold's partial sums (its output tile: the
+outputs with the column dimension cut to C) stay in the ofmap SRAM across the row folds; if they do
+not fit they spill: (row_folds - 1) writes and reads of every output.
 Each SRAM is double buffered as in SCALE-Sim: one half feeds the array while the other is
 filled (or drained), so an operand "fits" when its bytes are fewer than half the SRAM. With this
 rule the ifmap DRAM reads equal SCALE-Sim 3.0.0's CALC-mode counts on every golden layer, and the
@@ -29,7 +28,9 @@ through its prefetch window, which this model does not reproduce).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 
+from rsim.schedule.dataflows import DataflowRule
 from rsim.schedule.geometry import GemmWork
 from rsim.schedule.systolic import FoldTiming
 
@@ -44,7 +45,7 @@ class Widths:
 
     weight: int
     activation: int
-    psum: int
+    partial_sum: int
 
 
 @dataclass(frozen=True)
@@ -85,44 +86,54 @@ class Traffic:
 
 def scalesim_sram_counts(work: GemmWork, timing: FoldTiming) -> tuple[int, int, int]:
     """SCALE-Sim 3.0.0's (ifmap reads, filter reads, ofmap writes) in words for one GEMM."""
+    rule, fr, fc = timing.dataflow, timing.row_folds, timing.col_folds
     m, k, n = work.m, work.k, work.n
-    fr, fc = timing.row_folds, timing.col_folds
-    if timing.dataflow == "os":
-        return m * k * fc, k * n * fr, m * n + timing.folds * (timing.rows + timing.cols)
-    if timing.dataflow == "ws":
-        return m * k * fc, k * n, m * n * fr
-    return k * m, n * k * fc, m * n * fr
+    writes = m * n * rule.folds_along("k", fr, fc)
+    if not rule.chunks_k:  # SCALE-Sim's output-stationary counting artefact
+        writes += timing.folds * (timing.rows + timing.cols)
+    return m * k * rule.folds_along("n", fr, fc), k * n * rule.folds_along("m", fr, fc), writes
+
+
+def _dram_passes(rule: DataflowRule, lacks: str, timing: FoldTiming, whole_bytes: int,
+                 slice_bytes: int, capacity: float) -> int:
+    """How often an operand lacking GEMM dimension `lacks` is fetched from DRAM: once, unless it
+    is re-read across folds and what the re-reads share does not fit its buffer (the whole
+    operand across column folds, one column fold's slice across row folds)."""
+    if lacks == rule.cols and whole_bytes >= capacity:
+        return timing.col_folds
+    if lacks == rule.rows and slice_bytes >= capacity:
+        return timing.row_folds
+    return 1
 
 
 def gemm_traffic(work: GemmWork, timing: FoldTiming, widths: Widths,
                  capacities: Capacities) -> Traffic:
     """Traffic of the whole layer (`work.count` GEMMs) under the model in the module docstring."""
+    rule, cols = timing.dataflow, timing.cols
     m, k, n = work.m, work.k, work.n
-    fr, fc = timing.row_folds, timing.col_folds
+    fr = timing.row_folds
     ifmap_reads, filter_reads, _ = scalesim_sram_counts(work, timing)
     ifmap_bytes = _bytes(work.ifmap_elements, widths.activation)
     filter_bytes = _bytes(work.filter_elements, widths.weight)
-    ifmap_passes = filter_passes = 1
+
+    def column_slice(extents: dict[str, int]) -> int:
+        """Elements of an operand with GEMM extents `extents` that one column fold uses."""
+        return prod(min(cols, size) if dim == rule.cols else size for dim, size in extents.items())
+
+    ifmap_passes = _dram_passes(rule, "n", timing, ifmap_bytes,
+                                _bytes(column_slice({"m": m, "k": k}), widths.activation),
+                                capacities.ifmap)
+    filter_passes = _dram_passes(rule, "m", timing, filter_bytes,
+                                 _bytes(column_slice({"k": k, "n": n}), widths.weight),
+                                 capacities.filter)
     spill_rounds = 0
-    if timing.dataflow == "os":
-        out_writes, out_reads, out_bits = m * n, 0, widths.activation
-        if ifmap_bytes >= capacities.ifmap:
-            ifmap_passes = fc
-        if _bytes(k * min(timing.cols, n), widths.weight) >= capacities.filter:
-            filter_passes = fr
-    else:
-        out_writes, out_reads, out_bits = m * n * fr, m * n * (fr - 1), widths.psum
-        if timing.dataflow == "ws":
-            if ifmap_bytes >= capacities.ifmap:
-                ifmap_passes = fc
-            column_psums = m * min(timing.cols, n)
-        else:
-            if filter_bytes >= capacities.filter:
-                filter_passes = fc
-            column_psums = min(timing.cols, m) * n
-        if _bytes(column_psums, widths.psum) >= capacities.ofmap:
+    if rule.chunks_k:
+        out_writes, out_reads, out_bits = m * n * fr, m * n * (fr - 1), widths.partial_sum
+        if _bytes(column_slice({"m": m, "n": n}), widths.partial_sum) >= capacities.ofmap:
             spill_rounds = fr - 1
-    spill = spill_rounds * _bytes(m * n, widths.psum)
+    else:
+        out_writes, out_reads, out_bits = m * n, 0, widths.activation
+    spill = spill_rounds * _bytes(m * n, widths.partial_sum)
     per_gemm = Traffic(
         ifmap_sram_read=_bytes(ifmap_reads, widths.activation),
         filter_sram_read=_bytes(filter_reads, widths.weight),

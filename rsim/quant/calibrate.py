@@ -1,5 +1,5 @@
 """Calibration of dynamic fixed point: the float ranges of tensors on calibration data, and the
-fractional length each rule picks from them (rules documented in `rsim.qspec.Calibration`)."""
+fractional length each rule picks from them (rules documented in `rsim.quant.qspec.Calibration`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 
 from formats import FixedPoint
 from formats.dfp import choose_fl
-from rsim.qspec import Calibration
+from rsim.quant.qspec import Calibration
 
 SAMPLE_CAP = 65536  # values kept per tensor for the percentile and mse rules
 MSE_CANDIDATES = 4  # the mse rule tries fl = fl_max .. fl_max + 3 (finer grids that clip more)
