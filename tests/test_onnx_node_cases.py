@@ -6,10 +6,8 @@ modules of the operators rsim supports takes about 12 s, mostly MaxPool/AverageP
 references, instead of the ~25 s of collecting all ~1,900 cases). Every case whose graph uses
 only operators rsim supports is collected, then:
 
-Included: all such cases with float32/float64 data, at the opset the case was written for. Cases
-stamped with an opset above 21 (rsim reads 7..21) are relabelled to opset 21 when the operator's
-schema at 21 has the same inputs, outputs and attributes as the version the case was written for
-(those later versions only widened the accepted element types).
+Included: all such cases with float16/bfloat16/float32/float64 data, at the opset the case was
+written for (rsim reads every opset the installed onnx knows).
 
 Excluded (each case is named in EXPECTED_EXCLUSIONS below, which a test checks), by reason:
 - sequence and optional values (test_identity_sequence, test_identity_opt): rsim's tensors are
@@ -22,7 +20,8 @@ Excluded (each case is named in EXPECTED_EXCLUSIONS below, which a test checks),
   pooling are 2-D (the accelerators it models lower 2-D convolution);
 - BatchNormalization and Dropout in training mode, Dropout's mask output and MaxPool's Indices
   output: rsim runs inference and computes values only;
-- operator versions after opset 21 whose schema changed (none are expected for these ops).
+- other element types (float8, float4, int4/int2, e8m0 casts): rsim's float path carries
+  float16/bfloat16/float32/float64 values.
 
 The adapter turns the operands rsim requires to be constant (weights, bias, BN statistics, Clip
 bounds, Pad pads, Reshape/Squeeze/Unsqueeze shapes and axes) into initializers holding the case's
@@ -34,13 +33,14 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import onnx
 import pytest
 from onnx import numpy_helper
 
 import rsim
-from rsim.frontends.onnx import COMPUTE_OPS, MAX_OPSET, REMOVED_OPS
+from rsim.frontends.onnx import COMPUTE_OPS, REMOVED_OPS
 
 CASE_MODULES = (
     "conv",
@@ -73,6 +73,7 @@ CASE_MODULES = (
     "lrn",
     "dropout",
     "identity",
+    "cast",
 )
 
 # input positions (beyond the first) that rsim needs as constants, per op type
@@ -109,16 +110,6 @@ def _collect():
 CASES = _collect()
 
 
-def _same_schema(op: str, version: int) -> bool:
-    new = onnx.defs.get_schema(op, version)
-    old = onnx.defs.get_schema(op, MAX_OPSET)
-    return (
-        set(new.attributes) == set(old.attributes)
-        and len(new.inputs) == len(old.inputs)
-        and len(new.outputs) == len(old.outputs)
-    )
-
-
 def exclusion_reason(case) -> str | None:
     graph = case.model.graph
     if any(not v.type.HasField("tensor_type") for v in list(graph.input) + list(graph.output)):
@@ -143,15 +134,25 @@ def exclusion_reason(case) -> str | None:
             return "MaxPool Indices output: rsim computes pooled values only"
     for inputs, outputs in case.data_sets:
         _, feeds = _adapted_model(case, inputs)
-        for value in list(feeds.values()) + list(outputs):
-            if np.asarray(value).dtype.kind != "f":
+        for value in list(feeds.values()) + [_array(v) for v in outputs]:
+            if value.dtype.kind in "iub":
                 return "integer/bool data: rsim's float path runs float32/float64 only"
+            if value.dtype not in FLOAT_TYPES:
+                return ("other element types (float8, float4, int4/int2, e8m0): rsim's float "
+                        "path carries float16/bfloat16/float32/float64 values only")
             if np.asarray(value).size == 0:
                 return "empty tensors: a batch or dimension of size 0 is not a network input"
-    version = max(o.version for o in case.model.opset_import if o.domain in ("", "ai.onnx"))
-    if version > MAX_OPSET and not all(_same_schema(n.op_type, version) for n in graph.node):
-        return f"operator schema changed after opset {MAX_OPSET}"
     return None
+
+
+FLOAT_TYPES = {np.dtype(t) for t in (np.float16, np.float32, np.float64, ml_dtypes.bfloat16)}
+
+
+def _array(value) -> np.ndarray:
+    """A case's value as numpy (cases of exotic element types store TensorProtos)."""
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return np.asarray(value)
 
 
 def _adapted_model(case, inputs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
@@ -160,7 +161,7 @@ def _adapted_model(case, inputs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]
     model.CopyFrom(case.model)
     graph = model.graph
     names = [v.name for v in graph.input]
-    values = dict(zip(names, inputs, strict=True))
+    values = dict(zip(names, (_array(v) for v in inputs), strict=True))
     constant = set()
     for node in graph.node:
         for position in CONSTANT_INPUTS.get(node.op_type, ()):
@@ -171,9 +172,6 @@ def _adapted_model(case, inputs) -> tuple[onnx.ModelProto, dict[str, np.ndarray]
     kept = [v for v in graph.input if v.name not in constant]
     del graph.input[:]
     graph.input.extend(kept)
-    for opset in model.opset_import:
-        if opset.domain in ("", "ai.onnx") and opset.version > MAX_OPSET:
-            opset.version = MAX_OPSET
     return model, {n: np.asarray(v) for n, v in values.items() if n not in constant}
 
 
@@ -189,12 +187,12 @@ def test_onnx_node_case_matches_expected_outputs(case, tmp_path: Path):
         path = tmp_path / f"{case.name}_{index}.onnx"
         onnx.save(model, path)
         net = rsim.load(path)
-        dtype = np.result_type(*feeds.values())
-        got = net.run_float(feeds, dtype=dtype)
+        dtype = np.float64 if any(v.dtype == np.float64 for v in feeds.values()) else np.float32
+        got = net.run_float({n: v.astype(dtype) for n, v in feeds.items()}, dtype=dtype)
         for name, want in zip(net.outputs, expected, strict=True):
             np.testing.assert_allclose(
                 got[name],
-                want,
+                _array(want).astype(dtype),
                 rtol=case.rtol,
                 atol=case.atol,
                 err_msg=f"{case.name} output {name}",
@@ -275,6 +273,60 @@ EXPECTED_EXCLUSIONS = {
     ],
     "sequence/optional values": ["test_identity_opt", "test_identity_sequence"],
     "empty tensors": ["test_reshape_allowzero_reordered"],
+    "other element types (float8, float4, int4/int2, e8m0)": [
+        "test_cast_FLOAT16_to_FLOAT4E2M1",
+        "test_cast_FLOAT16_to_FLOAT8E4M3FN",
+        "test_cast_FLOAT16_to_FLOAT8E4M3FNUZ",
+        "test_cast_FLOAT16_to_FLOAT8E5M2",
+        "test_cast_FLOAT16_to_FLOAT8E5M2FNUZ",
+        "test_cast_FLOAT16_to_INT2",
+        "test_cast_FLOAT16_to_INT4",
+        "test_cast_FLOAT16_to_UINT2",
+        "test_cast_FLOAT16_to_UINT4",
+        "test_cast_FLOAT4E2M1_to_FLOAT",
+        "test_cast_FLOAT4E2M1_to_FLOAT16",
+        "test_cast_FLOAT8E4M3FNUZ_to_FLOAT",
+        "test_cast_FLOAT8E4M3FNUZ_to_FLOAT16",
+        "test_cast_FLOAT8E4M3FN_to_FLOAT",
+        "test_cast_FLOAT8E4M3FN_to_FLOAT16",
+        "test_cast_FLOAT8E5M2FNUZ_to_FLOAT",
+        "test_cast_FLOAT8E5M2FNUZ_to_FLOAT16",
+        "test_cast_FLOAT8E5M2_to_FLOAT",
+        "test_cast_FLOAT8E5M2_to_FLOAT16",
+        "test_cast_FLOAT_to_FLOAT4E2M1",
+        "test_cast_FLOAT_to_FLOAT8E4M3FN",
+        "test_cast_FLOAT_to_FLOAT8E4M3FNUZ",
+        "test_cast_FLOAT_to_FLOAT8E5M2",
+        "test_cast_FLOAT_to_FLOAT8E5M2FNUZ",
+        "test_cast_FLOAT_to_INT2",
+        "test_cast_FLOAT_to_INT4",
+        "test_cast_FLOAT_to_UINT2",
+        "test_cast_FLOAT_to_UINT4",
+        "test_cast_INT2_to_FLOAT",
+        "test_cast_INT2_to_FLOAT16",
+        "test_cast_INT2_to_INT8",
+        "test_cast_INT4_to_FLOAT",
+        "test_cast_INT4_to_FLOAT16",
+        "test_cast_INT4_to_INT8",
+        "test_cast_UINT2_to_FLOAT",
+        "test_cast_UINT2_to_FLOAT16",
+        "test_cast_UINT2_to_UINT8",
+        "test_cast_UINT4_to_FLOAT",
+        "test_cast_UINT4_to_FLOAT16",
+        "test_cast_UINT4_to_UINT8",
+        "test_cast_e8m0_FLOAT16_to_FLOAT8E8M0",
+        "test_cast_e8m0_FLOAT8E8M0_to_FLOAT",
+        "test_cast_e8m0_FLOAT8E8M0_to_FLOAT16",
+        "test_cast_e8m0_FLOAT_to_FLOAT8E8M0",
+        "test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FN",
+        "test_cast_no_saturate_FLOAT16_to_FLOAT8E4M3FNUZ",
+        "test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2",
+        "test_cast_no_saturate_FLOAT16_to_FLOAT8E5M2FNUZ",
+        "test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FN",
+        "test_cast_no_saturate_FLOAT_to_FLOAT8E4M3FNUZ",
+        "test_cast_no_saturate_FLOAT_to_FLOAT8E5M2",
+        "test_cast_no_saturate_FLOAT_to_FLOAT8E5M2FNUZ",
+    ],
 }
 
 

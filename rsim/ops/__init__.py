@@ -6,7 +6,7 @@ carry:
 
 conv, conv_transpose, gemm, matmul, relu, clip, leaky_relu, sigmoid, tanh, hard_sigmoid,
 hard_swish, cast, maxpool, avgpool, global_avgpool, batchnorm, lrn, softmax, add, sub, mul, div,
-concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
+identity, concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
 """
 
 from rsim.ops import activation, cast, conv, elementwise, layout, matmul, normalization, pooling

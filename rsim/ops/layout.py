@@ -1,4 +1,4 @@
-"""Layout ops in float: concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
+"""Layout ops: identity, concat, flatten, reshape, transpose, squeeze, unsqueeze, pad.
 
 Attributes (normalised, every axis non-negative): concat `axis`; flatten `axis` (output is 2-D:
 product of the axes before it, product of the rest); reshape `shape` (ONNX meaning: 0 copies the
@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from kernels.requant import requantize_shift
-from rsim.ops.registry import OpSpec, always, register
+from rsim.ops.registry import OpSpec, always, register, same_shape
 from rsim.quant.tensor import Outcome, QTensor
 
 
@@ -136,7 +136,15 @@ def _zero_pad(attrs, params, n_inputs) -> bool:
     return attrs["mode"] == "constant" and attrs["value"] == 0
 
 
+def _identity(arrays, attrs, params):
+    return arrays[0]
+
+
 register(OpSpec("concat", _concat, _concat_shape, integer=_concat_integer, float_unit=True))
+# frontends emit identity for operators that pass their input on (Dropout at inference, Split
+# into one part); rsim.passes.identities removes them
+register(OpSpec("identity", _identity, same_shape, keeps_format=always, commutes=True,
+                integer=_moves_codes))
 for _name, _fn, _shape in [
     ("flatten", _flatten, _flatten_shape),
     ("reshape", _reshape, _reshape_shape),

@@ -1,0 +1,98 @@
+"""ONNX layout operators: Concat, Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Pad."""
+
+from __future__ import annotations
+
+from rsim.frontends.onnx.registry import converts
+from rsim.ops.layout import reshape_target
+
+
+@converts("Concat")
+def _concat(ctx, node, ins, attrs):
+    xs = [ctx.activation(n) for n in ins if n]
+    axis = attrs["axis"] % len(ctx.shape(xs[0]))
+    ctx.emit("concat", xs, node.output[0], {"axis": axis})
+
+
+@converts("Flatten")
+def _flatten(ctx, node, ins, attrs):
+    x = ctx.activation(ins[0])
+    axis = attrs.get("axis", 1)
+    ctx.emit("flatten", [x], node.output[0],
+             {"axis": axis + len(ctx.shape(x)) if axis < 0 else axis})
+
+
+@converts("Reshape")
+def _reshape(ctx, node, ins, attrs):
+    """A literal batch in the target of a tensor that carries the batch becomes 0 (copy), so a
+    model exported for batch 1 runs any batch."""
+    x = ctx.activation(ins[0])
+    target = ([int(d) for d in ctx.const(ins[1], "the Reshape shape")] if ctx.opset >= 5
+              else list(attrs["shape"]))
+    allowzero = bool(attrs.get("allowzero", 0))
+    batch = ctx.builder.batch
+    if target and target[0] == batch and ctx.builder.batch_led(x) and not (allowzero
+                                                                            and batch == 0):
+        try:
+            carries_batch = reshape_target(ctx.shape(x), target, allowzero)[0] == batch
+        except ValueError as error:
+            raise ctx.error(str(error)) from error
+        if carries_batch:
+            target[0] = 0
+    ctx.emit("reshape", [x], node.output[0], {"shape": tuple(target), "allowzero": allowzero})
+
+
+@converts("Transpose")
+def _transpose(ctx, node, ins, attrs):
+    x = ctx.activation(ins[0])
+    rank = len(ctx.shape(x))
+    ctx.emit("transpose", [x], node.output[0],
+             {"perm": tuple(attrs.get("perm", range(rank - 1, -1, -1)))})
+
+
+def _axes(ctx, ins, attrs, what) -> list[int] | None:
+    if ctx.opset >= 13:
+        axes = ctx.optional_const(ins, 1, f"the {what} axes")
+        return None if axes is None else [int(a) for a in axes.reshape(-1)]
+    return list(attrs["axes"]) if "axes" in attrs else None
+
+
+@converts("Squeeze")
+def _squeeze(ctx, node, ins, attrs):
+    x = ctx.activation(ins[0])
+    shape = ctx.shape(x)
+    axes = _axes(ctx, ins, attrs, "Squeeze")
+    axes = ([i for i, d in enumerate(shape) if d == 1] if axes is None
+            else [a % len(shape) for a in axes])
+    ctx.emit("squeeze", [x], node.output[0], {"axes": tuple(sorted(axes))})
+
+
+@converts("Unsqueeze")
+def _unsqueeze(ctx, node, ins, attrs):
+    x = ctx.activation(ins[0])
+    axes = _axes(ctx, ins, attrs, "Unsqueeze")
+    if axes is None:
+        raise ctx.error("Unsqueeze needs axes")
+    rank = len(ctx.shape(x)) + len(axes)
+    ctx.emit("unsqueeze", [x], node.output[0], {"axes": tuple(sorted(a % rank for a in axes))})
+
+
+@converts("Pad")
+def _pad(ctx, node, ins, attrs):
+    x = ctx.activation(ins[0])
+    rank = len(ctx.shape(x))
+    mode = attrs.get("mode", "constant")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise ctx.error(f"Pad mode {mode!r} is not one of constant, reflect, edge, wrap")
+    if ctx.opset < 11:
+        flat, value = list(attrs["pads"]), float(attrs.get("value", 0.0))
+        axes = list(range(rank))
+    else:
+        flat = [int(p) for p in ctx.const(ins[1], "the Pad pads")]
+        v = ctx.optional_const(ins, 2, "the Pad constant value")
+        value = 0.0 if v is None else float(v.reshape(-1)[0]) if v.size else 0.0
+        a = ctx.optional_const(ins, 3, "the Pad axes")
+        axes = list(range(rank)) if a is None else [int(i) % rank for i in a]
+    pads = [(0, 0)] * rank
+    for k, axis in enumerate(axes):
+        pads[axis] = (flat[k], flat[k + len(axes)])
+    ctx.emit("pad", [x], node.output[0], {"pads": tuple(pads), "mode": mode, "value": value})
