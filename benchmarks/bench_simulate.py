@@ -32,7 +32,7 @@ from bench_float import ort_session  # noqa: E402
 
 import hwconfigs  # noqa: E402
 from rsim import simulate  # noqa: E402
-from rsim.data import open_dataset  # noqa: E402
+from rsim.datasets import open_dataset  # noqa: E402
 from rsim.loader import load  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "real"

@@ -36,104 +36,29 @@ from kernels.threads import (
     one_kernel_thread,
     single_threaded_kernels,
 )
-from rsim.data import Dataset, open_dataset
+from rsim.datasets import Dataset, open_dataset
 from rsim.loader import load
 from rsim.metrics import (
     AccuracyAccumulator,
     AgreementAccumulator,
     BatchErrors,
     ErrorAccumulator,
-    ErrorStats,
     measure_batch,
 )
 from rsim.network import Layer, Network
+from rsim.options import RunOptions
 from rsim.quant.assignment import assign, tensors_to_calibrate
 from rsim.quant.calibrate import collect_ranges
 from rsim.quant.layer import LayerQuant
 from rsim.quant.qspec import QSpec, load_qspec
 from rsim.quant.tensor import Outcome, QTensor, quantize
-from rsim.schedule import LayerSchedule, Schedule, schedule
+from rsim.results import LayerResult, SimResult
+from rsim.schedule import Schedule, schedule
 from rsim.schedule.from_network import network_work
 
 DEFAULT_MAX_THREADS = 8  # batches in memory at once unless asked for more: large models are big
 Progress = Callable[[int, int], None]
 """Called after every batch with (samples done, samples in all)."""
-
-
-@dataclass
-class LayerResult:
-    """What the simulation measured for one layer."""
-
-    name: str
-    op: str
-    formats: dict[str, str]
-    isolated: ErrorStats
-    propagated: ErrorStats
-    acc_saturations: int
-    partial_sum_saturations: int
-    acc_saturations_per_channel: np.ndarray | None
-    partial_sum_saturations_per_channel: np.ndarray | None
-    isolated_acc_saturations: int
-    isolated_partial_sum_saturations: int
-    bias_saturations: int
-    float_emulated: bool
-    schedule: LayerSchedule | None
-
-    def record(self) -> traces.LayerRecord:
-        """This layer as a trace record."""
-        figures = {}
-        if self.schedule is not None:
-            s = self.schedule
-            figures = {"cycles": s.cycles, "utilization": s.utilization,
-                       "mapping_efficiency": s.mapping_efficiency,
-                       "sram_bytes": s.traffic.sram_bytes, "dram_bytes": s.traffic.dram_bytes,
-                       "energy_pj": s.energy_pj}
-        isolated = self.isolated.as_dict() | {
-            "acc_saturations": self.isolated_acc_saturations,
-            "partial_sum_saturations": self.isolated_partial_sum_saturations}
-        return traces.LayerRecord(
-            name=self.name, op=self.op, formats=self.formats, schedule=figures,
-            isolated=isolated, propagated=self.propagated.as_dict(),
-            acc_saturations=self.acc_saturations, partial_sum_saturations=self.partial_sum_saturations,
-            bias_saturations=self.bias_saturations,
-            acc_saturations_per_channel=self.acc_saturations_per_channel,
-            partial_sum_saturations_per_channel=self.partial_sum_saturations_per_channel,
-            float_emulated=self.float_emulated)
-
-
-@dataclass
-class SimResult:
-    """End-to-end and per-layer results of a simulation run."""
-
-    samples: int
-    agreement: float | None
-    accuracy_float: float | None
-    accuracy_sim: float | None
-    top5_float: float | None
-    top5_sim: float | None
-    layers: dict[str, LayerResult]
-    schedule: Schedule
-    trace: Path | None = None
-
-    @property
-    def cycles(self) -> int:
-        return self.schedule.cycles
-
-    @property
-    def energy_pj(self) -> float:
-        return self.schedule.energy_pj
-
-    @property
-    def utilization(self) -> float:
-        return self.schedule.utilization
-
-    def results(self) -> dict[str, float | None]:
-        """End-to-end figures by name (as stored in traces)."""
-        return {"samples": self.samples, "agreement": self.agreement,
-                "accuracy_float": self.accuracy_float, "accuracy_sim": self.accuracy_sim,
-                "top5_float": self.top5_float, "top5_sim": self.top5_sim,
-                "cycles": self.cycles, "energy_pj": self.energy_pj,
-                "utilization": self.utilization}
 
 
 @dataclass
@@ -248,7 +173,7 @@ def as_dataset(inputs: Any, labels: Any = None) -> Dataset:
     if isinstance(inputs, Dataset):
         if labels is not None:
             raise RsimError("simulate: labels= goes with an array or a data file; a Dataset "
-                            "carries its own (rsim.data.open_dataset(..., labels=...))")
+                            "carries its own (rsim.datasets.open_dataset(..., labels=...))")
         return inputs
     if not isinstance(inputs, (str, Path)):
         inputs = np.asarray(inputs)
@@ -256,45 +181,46 @@ def as_dataset(inputs: Any, labels: Any = None) -> Dataset:
 
 
 def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None = None,
-             inputs: Any = None, labels: Any = None, qspec: Any = None,
-             trace: str | Path | None = None, batch_size: int = 256, seed: int = 0, *,
-             limit: int | None = None, trace_tensors: bool = False,
-             progress: Progress | None = None, command: str = "",
-             threads: int | None = None) -> SimResult:
+             inputs: Any = None, labels: Any = None, qspec: Any = None, *,
+             options: RunOptions | None = None, progress: Progress | None = None,
+             **option_values: Any) -> SimResult:
     """Simulate `network` on accelerator `hw` over `inputs` (an array, a data file or a
     Dataset), beside the float reference, and return per-layer and end-to-end results.
 
-    `qspec` (YAML path, mapping or QSpec) overrides formats per layer and sets the calibration;
-    `trace` writes an HDF5 trace (checked writable before any compute; written atomically);
-    `limit` caps the number of samples; `seed` seeds stochastic rounding (a stream per batch,
-    seeded by (seed, batch number)) and calibration sampling. `threads` batches run at once
-    (default: Numba's thread count, i.e. NUMBA_NUM_THREADS or the CPU count, at most
-    `DEFAULT_MAX_THREADS`); the results are bitwise the same for any number, and memory holds
-    that many batches.
+    `qspec` (YAML path, mapping or QSpec) overrides formats per layer and sets the calibration.
+    How the run goes is a `RunOptions` (`options`, and/or its fields as keywords: `batch_size`,
+    `limit`, `seed`, `threads`, `trace`, `trace_tensors`, `command`): a trace is checked
+    writable before any compute and written atomically; `seed` seeds stochastic rounding (a
+    stream per batch, seeded by (seed, batch number)) and calibration sampling; `threads`
+    batches run at once (default: Numba's thread count, i.e. NUMBA_NUM_THREADS or the CPU
+    count, at most `DEFAULT_MAX_THREADS`), with bitwise the same results for any number.
+    `progress(done, total)` is called after every batch.
     """
-    threads = _thread_count(threads)
+    run_options = RunOptions.of(options, "simulate", **option_values)
+    threads = _thread_count(run_options.threads)
     if not isinstance(network, Network):
         network = load(network)
     accelerator = resolve_accelerator(hw)
     spec, spec_text = load_qspec(qspec)
     dataset = as_dataset(inputs, labels)
     check_fit(network, dataset)
+    limit = run_options.limit
     total = len(dataset) if limit is None else min(limit, len(dataset))
     if total == 0:
         raise RsimError(f"simulate: data '{dataset.source}' holds no samples to simulate")
     writer = None
-    if trace is not None:
-        writer = traces.TraceWriter(trace, traces.RunMetadata(
+    if run_options.trace is not None:
+        writer = traces.TraceWriter(run_options.trace, traces.RunMetadata(
             model=str(network.source), model_sha256=network.sha256,
-            hwconfig=_hw_text(accelerator), qspec=spec_text, seed=seed,
-            command=command or " ".join(sys.argv)))
+            hwconfig=_hw_text(accelerator), qspec=spec_text, seed=run_options.seed,
+            command=run_options.command or " ".join(sys.argv)))
     try:
-        result = _simulate(network, accelerator, spec, dataset, total, batch_size, seed,
-                           writer, trace_tensors, progress, threads)
+        result = _simulate(network, accelerator, spec, dataset, total, run_options, writer,
+                           progress, threads)
         if writer is not None:
             writer.set_results(result.results())
             writer.close()
-            result.trace = Path(trace)
+            result.trace = run_options.trace
         return result
     except BaseException:
         if writer is not None:
@@ -308,8 +234,6 @@ def _thread_count(threads: int | None) -> int:
     several threads."""
     if threads is None:
         threads = min(numba.config.NUMBA_NUM_THREADS, DEFAULT_MAX_THREADS)
-    elif isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise RsimError(f"simulate: threads must be a positive integer, got {threads!r}")
     return threads if threads == 1 or kernels_run_concurrently() else 1
 
 
@@ -347,8 +271,9 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
 
 
 def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
-              total: int, batch_size: int, seed: int, writer, trace_tensors: bool,
-              progress: Progress | None, threads: int) -> SimResult:
+              total: int, options: RunOptions, writer, progress: Progress | None,
+              threads: int) -> SimResult:
+    batch_size, seed = options.batch_size, options.seed
     run = prepare(network, accelerator, spec, dataset, batch_size, seed)
     meters = {}
     for quant in run.quants:
@@ -359,7 +284,7 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
             propagated if _fed_by_inputs(quant.layer, network) else ErrorAccumulator(fmt_max),
             propagated)
     agreement, acc_float, acc_sim = AgreementAccumulator(), AccuracyAccumulator(), AccuracyAccumulator()
-    keep_tensors = writer is not None and trace_tensors
+    keep_tensors = writer is not None and options.trace_tensors
     parallel = threads > 1
 
     def simulate_batch(index: int, x: np.ndarray) -> _BatchResult:

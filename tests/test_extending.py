@@ -14,7 +14,7 @@ import kernels
 import rsim
 from rsim.frontends.onnx.registry import CONVERTERS, unary
 from rsim.ops.registry import OpSpec, always, register, same_shape, unregister
-from rsim.data import open_dataset
+from rsim.datasets import open_dataset
 from rsim.quant.qspec import QSpec
 from rsim.quant.tensor import Outcome, QTensor
 from rsim.shipped import default_data_path, default_model_path

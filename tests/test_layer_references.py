@@ -14,7 +14,7 @@ from test_simulate import int_config
 
 import hwconfigs
 import rsim
-from rsim.data import open_dataset
+from rsim.datasets import open_dataset
 from rsim.quant.qspec import QSpec
 from rsim.simulation import prepare
 

@@ -13,7 +13,7 @@ from rsim.loader import load
 from rsim.quant.qspec import Calibration, QSpec, load_qspec
 from rsim.shipped import default_data_path, default_model_path
 from rsim.simulation import prepare, resolve_accelerator
-from rsim.data import open_dataset
+from rsim.datasets import open_dataset
 
 CONV = "/features/features.3/Conv"
 

@@ -149,15 +149,6 @@ def test_too_small_buffers_force_the_documented_refetches():
     assert small_os.filter_dram_read == os_timing.row_folds * roomy_os.filter_dram_read
 
 
-def test_energy_is_the_table_applied_to_macs_and_bytes():
-    accel = hwconfigs.load("edge-int8")
-    layer = schedule_layer(conv_work("c", **CONV), accel)
-    table = accel.energy
-    expected = (layer.work.macs * table.mac_pj[8] + layer.traffic.sram_bytes
-                * table.sram_pj_per_byte + layer.traffic.dram_bytes * table.dram_pj_per_byte)
-    assert layer.energy_pj == pytest.approx(expected, rel=1e-12)
-
-
 def test_batch_multiplies_m_and_shares_the_weights():
     accel = _tiny_buffers(hwconfigs.load("mid-ws-int8"))
     one = schedule_layer(conv_work("c", batch=1, **CONV), accel)
@@ -169,16 +160,38 @@ def test_batch_multiplies_m_and_shares_the_weights():
     assert four.timing.folds == one.timing.folds and four.utilization > one.utilization
 
 
-def test_schedule_totals_add_up_the_layers():
-    accel = hwconfigs.load("edge-int8")
-    layers = scalesim_io.read_topology(REPO / "examples" / "topologies" / "alexnet.csv")
-    result = schedule(layers, accel)
-    rows = schedule_rows(result)
-    total = rows[-1]
-    assert total["cycles"] == sum(row["cycles"] for row in rows[:-1]) == result.cycles
-    assert total["dram_bytes"] == sum(row["dram_bytes"] for row in rows[:-1])
-    assert total["energy_uj"] == pytest.approx(sum(row["energy_uj"] for row in rows[:-1]))
-    assert result.utilization == pytest.approx(result.macs / (16 * 16 * result.cycles))
+def test_a_hand_worked_two_layer_schedule_on_a_2x2_ws_array():
+    """Worked by hand from the documented rules (int8 operands, 16-bit partial sums, roomy
+    buffers, 0.5 pJ per MAC, 1 pJ per SRAM byte, 10 pJ per DRAM byte, 4 DRAM bytes a cycle).
+
+    fc1, (4 x 6) @ (6 x 3): K=6 on the rows, N=3 on the columns, M=4 in time: 3 row folds x 2
+    column folds of 2R + C + T - 2 = 8 cycles = 48 cycles; SRAM: ifmap 24 B read per column fold
+    (48 B), filter 18 B once, 3 partial sums per output written (36 x 2 B) and 2 read back
+    (24 x 2 B): 186 B; DRAM: 24 + 18 + 12 = 54 B (14 cycles); energy 72 MACs x 0.5 + 186 + 540
+    = 762 pJ. fc2, (2 x 2) @ (2 x 2): one fold of 6 cycles; SRAM 4 + 4 + 8 = 16 B; DRAM 12 B
+    (3 cycles); 8 MACs: 4 + 16 + 120 = 140 pJ. Totals: 54 cycles, 902 pJ, utilization
+    80 / (4 x 54)."""
+    data = hwconfigs.load("edge-int8").model_dump(mode="json")
+    data["array"].update(rows=2, cols=2, dataflow="ws")
+    data["datapath"]["partial_sum"] = {"bits": 16, "overflow": "saturate"}
+    data["memory"] = {"ifmap_sram_kib": 64, "filter_sram_kib": 64, "ofmap_sram_kib": 64,
+                      "dram_bytes_per_cycle": 4}
+    data["energy"] = {"mac_pj": {8: 0.5}, "sram_pj_per_byte": 1.0, "dram_pj_per_byte": 10.0}
+    result = schedule([gemm_work("fc1", 4, 6, 3), gemm_work("fc2", 2, 2, 2)],
+                      hwconfigs.from_dict(data))
+    fc1, fc2 = result.layers
+    assert (fc1.folds, fc1.cycles, fc1.traffic.sram_bytes, fc1.traffic.dram_bytes,
+            fc1.dram_cycles) == (6, 48, 186, 54, 14)
+    assert fc1.energy_pj == pytest.approx(762.0, rel=1e-12)
+    assert (fc2.folds, fc2.cycles, fc2.traffic.sram_bytes, fc2.traffic.dram_bytes,
+            fc2.dram_cycles) == (1, 6, 16, 12, 3)
+    assert fc2.energy_pj == pytest.approx(140.0, rel=1e-12)
+    assert (result.cycles, result.macs) == (54, 80)
+    assert result.energy_pj == pytest.approx(902.0, rel=1e-12)
+    assert result.utilization == pytest.approx(80 / 216, rel=1e-12)
+    total = schedule_rows(result)[-1]
+    assert (total["cycles"], total["dram_bytes"], total["dram_cycles"]) == (54, 66, 17)
+    assert total["energy_uj"] == pytest.approx(902e-6, rel=1e-12)
 
 
 def test_alexnet_topology_has_alexnets_mac_count():

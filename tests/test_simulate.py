@@ -19,7 +19,7 @@ import traces
 from formats.errors import RsimError
 from rsim import simulate
 from rsim.cli import cli
-from rsim.data import open_dataset
+from rsim.datasets import open_dataset
 from rsim.loader import load
 from rsim.quant.qspec import QSpec
 from rsim.shipped import default_data_path, default_model_path
@@ -136,13 +136,35 @@ def test_trace_round_trips_through_traces_load(default_network, tmp_path):
     assert trace.metadata["results"]["agreement"] == pytest.approx(result.agreement)
 
 
-def test_saturating_accumulators_follow_the_schedule_dataflow(default_network):
-    ws = simulate(default_network, hw=int_config(acc_bits=14, partial_sum_bits=20, dataflow="ws"),
-                  inputs=default_data_path(), limit=64)
-    os_ = simulate(default_network, hw=int_config(acc_bits=14, partial_sum_bits=20, dataflow="os"),
-                   inputs=default_data_path(), limit=64)
-    convs = [name for name, layer in ws.layers.items() if layer.op == "conv"]
-    assert any(ws.layers[n].acc_saturations != os_.layers[n].acc_saturations for n in convs)
+@pytest.mark.parametrize("dataflow, code", [("ws", -1), ("os", -128)])
+def test_the_dataflow_decides_a_saturating_sum_as_worked_by_hand(tmp_path, dataflow, code):
+    """x = [100, 100, 100, 100] times w = [100, 100, -100, -100]: the exact sum is 0, each product
+    +-10000, the accumulator 12 bits (+-2047), integer formats with fl 0 throughout.
+    WS on 2 rows: chunk [+, +] saturates twice to 2047, chunk [-, -] twice to -2048, the 14-bit
+    partial sum adds them to -1. OS: one register, 2047, 2047, then -2048 twice; the output
+    saturates to int8's -128. Four accumulator saturations either way."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.array([[100], [100], [-100], [-100]], np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])],
+                              [w])
+    path = tmp_path / "fc.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                                       ir_version=8).SerializeToString())
+    data = int_config(acc_bits=12, partial_sum_bits=14, dataflow=dataflow).model_dump(mode="json")
+    data["array"]["rows"] = 2
+    data["datapath"].update(weights="fixed<8,0>", activations="fixed<8,0>")
+    hw = hwconfigs.from_dict(data)
+    x = np.full((1, 4), 100.0, np.float32)
+    network = load(path)
+    run = simulate_module.prepare(network, hw, QSpec(), open_dataset(x))
+    ((_, _, outcome),) = list(run.propagate(x, np.random.default_rng(0)))
+    assert outcome.out.data.tolist() == [[code]]
+    result = simulate(network, hw=hw, inputs=x)
+    assert result.layers["fc"].acc_saturations == 4
+    assert result.layers["fc"].partial_sum_saturations == 0
 
 
 def test_a_bias_saturates_to_its_registers_symmetric_range(default_network):
@@ -225,7 +247,7 @@ def test_results_are_bitwise_the_same_for_any_thread_count(default_network, tmp_
 
 
 def test_a_thread_count_below_one_is_one_error(default_network):
-    with pytest.raises(RsimError, match="threads must be a positive integer"):
+    with pytest.raises(RsimError, match="simulate: threads must be an integer > 0, got 0"):
         simulate(default_network, inputs=default_data_path(), threads=0)
 
 

@@ -95,7 +95,7 @@ def test_isolated_layers_that_commute_with_quantization_equal_running_them(graph
     network, inputs = graph
     accelerator = rsim.simulation.resolve_accelerator(int_config() if hw == "int" else hw)
     run = rsim.simulation.prepare(network, accelerator, QSpec(),
-                                  rsim.data.open_dataset(inputs))
+                                  rsim.datasets.open_dataset(inputs))
     reference = network.run_float(inputs, collect=True)
     reference[network.inputs[0]] = inputs
     rng = np.random.default_rng(0)
@@ -113,7 +113,7 @@ def _isolated_convs_from_propagated(network, inputs, monkeypatch) -> list[bool]:
     running it afresh; returns, per conv, whether the changed-codes scatter was taken."""
     accelerator = rsim.simulation.resolve_accelerator(int_config())
     run = rsim.simulation.prepare(network, accelerator, QSpec(),
-                                  rsim.data.open_dataset(inputs))
+                                  rsim.datasets.open_dataset(inputs))
     reference = network.run_float(inputs, collect=True)
     reference[network.inputs[0]] = inputs
     scattered = []
@@ -147,6 +147,6 @@ def test_isolated_convs_from_the_propagated_accumulators_equal_running_them(grap
 
 def test_the_default_models_isolated_conv_scatters_its_few_changed_codes(monkeypatch):
     network = rsim.load(default_model_path())
-    inputs = next(rsim.data.open_dataset(default_data_path()).iter_batches(64))[0]
+    inputs = next(rsim.datasets.open_dataset(default_data_path()).iter_batches(64))[0]
     scattered = _isolated_convs_from_propagated(network, inputs, monkeypatch)
     assert scattered and all(scattered)

@@ -3,8 +3,6 @@ print the per-layer drift table and the totals."""
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 import click
@@ -18,74 +16,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from formats.errors import RsimError
-from rsim.cli._fmt import count, number, parse_dims, percent
-
-
-def data_options(function):
-    """The data-file options shared by the commands that read input data."""
-    options = [
-        click.option("--data", type=click.Path(path_type=Path), default=None,
-                     help="Input data: .npz (x, optional y), .npy, HDF5, .csv[.gz] or a folder "
-                          "of images. Default: the shipped validation digits (default model)."),
-        click.option("--x-name", default="x", show_default=True,
-                     help="Array/dataset holding the samples in .npz and HDF5 files."),
-        click.option("--y-name", default=None, help="Array/dataset holding the labels "
-                     "(default: y when present)."),
-        click.option("--label-column", type=int, default=None,
-                     help="CSV column holding the label (default: none)."),
-        click.option("--sample-shape", default=None, metavar="DIMS",
-                     help="Reshape each sample, e.g. 1x28x28."),
-        click.option("--resize", default=None, metavar="N|HxW",
-                     help="Images: resize (shorter side to N, or exactly HxW)."),
-        click.option("--crop", default=None, metavar="N|HxW", help="Images: center crop."),
-        click.option("--mean", default=None, metavar="M[,M,M]",
-                     help="Images: subtract a mean (one value or one per channel)."),
-        click.option("--scale", type=float, default=None, help="Images: multiply after the mean."),
-        click.option("--channel-order", type=click.Choice(["RGB", "BGR"]), default=None,
-                     help="Images: channel order."),
-        click.option("--grayscale", is_flag=True, default=False, help="Images: one channel."),
-    ]
-    for option in reversed(options):
-        function = option(function)
-    return function
-
-
-def _size(text: str | None, what: str) -> tuple[int, ...] | int | None:
-    """--resize/--crop: N (one number, which ImagePreprocess reads as the shorter side or a
-    square) or HxW."""
-    if text is None:
-        return None
-    dims = parse_dims(text, what, "N or HxW of positive integers")
-    return dims[0] if len(dims) == 1 else dims
-
-
-def open_data(data: Path | None, model_given: bool, x_name: str, y_name: str | None,
-              label_column: int | None, sample_shape: str | None, resize: str | None,
-              crop: str | None, mean: str | None, scale: float | None,
-              channel_order: str | None, grayscale: bool):
-    """The dataset the data options describe (the shipped digits for the default model)."""
-    from rsim.data import ImagePreprocess, open_dataset
-    from rsim.shipped import default_data_path
-
-    if data is None:
-        if model_given:
-            raise RsimError("--data is required with a MODEL (the shipped digits only fit the "
-                            "default model)")
-        data = default_data_path()
-    image_options = {key: value for key, value in (
-        ("resize", _size(resize, "--resize")), ("center_crop", _size(crop, "--crop")),
-        ("mean", tuple(float(v) for v in mean.split(",")) if mean else None),
-        ("scale", scale), ("channel_order", channel_order),
-        ("grayscale", grayscale or None)) if value is not None}
-    try:
-        preprocess = ImagePreprocess(**image_options) if image_options else None
-    except ValueError as error:
-        raise RsimError(f"image preprocessing options: {error}") from None
-    return open_dataset(data, x_name=x_name, y_name=y_name, label_column=label_column,
-                        sample_shape=None if sample_shape is None
-                        else parse_dims(sample_shape, "--sample-shape"),
-                        preprocess=preprocess)
+from hwconfigs.loader import DEFAULT
+from rsim.cli._fmt import count, number, percent
+from rsim.cli._options import data_options, dataset_for, run_options
 
 
 def _db(value: float | None) -> str:
@@ -144,25 +77,12 @@ def print_result(result, console: Console) -> None:
 @click.command("simulate")
 @click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--hw", default=None, help="Accelerator: a shipped config name or a YAML file "
-              "(default: the default config; see `rsim hw list`).")
+              f"(default: {DEFAULT}; see `rsim hw list`).")
 @data_options
 @click.option("--qspec", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Quantization spec YAML: per-layer format overrides and calibration.")
-@click.option("--trace", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write an HDF5 trace here.")
-@click.option("--trace-tensors", is_flag=True, help="Also store every layer's tensors in the "
-              "trace (float reference, codes, decoded values).")
-@click.option("--batch", type=click.IntRange(min=1), default=256, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Simulate only the first N samples.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of stochastic rounding and calibration sampling.")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="Batches simulated at once, each in memory (default: NUMBA_NUM_THREADS, "
-              "i.e. the CPU count, at most 8); results do not depend on it.")
-def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape, resize, crop,
-                     mean, scale, channel_order, grayscale, qspec, trace, trace_tensors, batch,
-                     limit, seed, threads) -> None:
+@run_options
+def simulate_command(model, hw, data, qspec, run) -> None:
     """Simulate MODEL on an accelerator, bit-accurate beside the float reference.
 
     Without MODEL, the shipped default model runs on the shipped validation digits.
@@ -171,11 +91,8 @@ def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape
     from rsim.loader import load
     from rsim.shipped import default_model_path
 
-    if trace_tensors and trace is None:
-        raise RsimError("--trace-tensors needs --trace FILE")
     network = load(model or default_model_path())
-    dataset = open_data(data, model is not None, x_name, y_name, label_column, sample_shape,
-                        resize, crop, mean, scale, channel_order, grayscale)
+    dataset = dataset_for(data, model is not None)
     console = Console()
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
@@ -184,8 +101,6 @@ def simulate_command(model, hw, data, x_name, y_name, label_column, sample_shape
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        result = simulate(network, hw=hw, inputs=dataset, qspec=qspec, trace=trace,
-                          batch_size=batch, seed=seed, limit=limit, trace_tensors=trace_tensors,
-                          progress=progress, command=shlex.join(["rsim", *sys.argv[1:]]),
-                          threads=threads)
+        result = simulate(network, hw=hw, inputs=dataset, qspec=qspec, options=run,
+                          progress=progress)
     print_result(result, console)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from rsim.cli.simulate_cmd import data_options, open_data
+from rsim.cli._options import data_options, dataset_for
 
 
 @click.command("vectors")
@@ -21,10 +21,9 @@ from rsim.cli.simulate_cmd import data_options, open_data
 @data_options
 @click.option("--qspec", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Quantization spec YAML.")
-@click.option("--seed", type=int, default=0, show_default=True)
-def vectors_command(model, hw, layer_name, out_dir, samples, data, x_name, y_name, label_column,
-                    sample_shape, resize, crop, mean, scale, channel_order, grayscale, qspec,
-                    seed) -> None:
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of stochastic rounding and calibration sampling.")
+def vectors_command(model, hw, layer_name, out_dir, samples, data, qspec, seed) -> None:
     """Write RTL test vectors of one layer of MODEL on an accelerator: input, weight, bias,
     accumulator and output codes as $readmemh hex files plus a manifest.json of shapes,
     formats, memory layout and the reduction plan. Dynamic formats are calibrated on the data.
@@ -36,8 +35,7 @@ def vectors_command(model, hw, layer_name, out_dir, samples, data, x_name, y_nam
     from rsim.vectors import write_vectors
 
     network = load(model or default_model_path())
-    dataset = open_data(data, model is not None, x_name, y_name, label_column, sample_shape,
-                        resize, crop, mean, scale, channel_order, grayscale)
+    dataset = dataset_for(data, model is not None)
     check_fit(network, dataset)
     spec, _ = load_qspec(qspec)
     run = prepare(network, resolve_accelerator(hw), spec, dataset, seed=seed)

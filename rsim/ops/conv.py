@@ -60,10 +60,27 @@ def window(attrs) -> dict:
     return geometry
 
 
-def _conv_integer(quant, inputs, rng):
-    acc, stats = kernels.conv2d(inputs[0].data, quant.weights, quant.plan, bias=quant.bias,
-                                **window(quant.layer.attrs))
-    return quant.output_stage(acc, stats, rng)
+def _integer_model(kernel: str):
+    """The model of a convolution on codes: the integer kernel `kernels.<kernel>` on the layer's
+    plan, then the accumulators requantized to the output format."""
+    def model(quant, inputs, rng):
+        acc, stats = getattr(kernels, kernel)(inputs[0].data, quant.weights, quant.plan, bias=quant.bias,
+                            **window(quant.layer.attrs))
+        return quant.output_stage(acc, stats, rng)
+
+    return model
+
+
+def _minifloat_model(kernel: str):
+    """The model of a convolution on a minifloat datapath: `kernels.<kernel>` on the layer's
+    plan, then its result rounded once to the output format."""
+    def model(quant, inputs, rng):
+        x = inputs[0]
+        acc = getattr(kernels, kernel)(x.data, quant.weights, quant.plan, x_format=x.fmt,
+                     w_format=quant.weight_fmt, bias=quant.bias, **window(quant.layer.attrs))
+        return quant.rounded_output(acc, rng, acc)
+
+    return model
 
 
 def _conv_changed(quant, inputs, before, outcome, rng):
@@ -75,14 +92,6 @@ def _conv_changed(quant, inputs, before, outcome, rng):
     changed = kernels.conv2d_changed(outcome.acc, before[0].data, inputs[0].data, quant.weights,
                                      quant.plan, bias=quant.bias, **window(quant.layer.attrs))
     return None if changed is None else quant.output_stage(*changed, rng)
-
-
-def _conv_minifloat(quant, inputs, rng):
-    x = inputs[0]
-    acc = kernels.minifloat_conv2d(x.data, quant.weights, quant.plan, x_format=x.fmt,
-                                   w_format=quant.weight_fmt, bias=quant.bias,
-                                   **window(quant.layer.attrs))
-    return quant.rounded_output(acc, rng, acc)
 
 
 def _conv_forward(arrays, attrs, params):
@@ -126,18 +135,6 @@ def _conv_transpose_lowering(name, shapes, out, attrs, params) -> GemmWork:
                     n * ho * wo * out_per_group)
 
 
-def _conv_transpose_integer(quant, inputs, rng):
-    acc, stats = kernels.conv_transpose2d(inputs[0].data, quant.weights, quant.plan,
-                                          bias=quant.bias, **window(quant.layer.attrs))
-    return quant.output_stage(acc, stats, rng)
-
-
-def _conv_transpose_minifloat(quant, inputs, rng):
-    x = inputs[0]
-    acc = kernels.minifloat_conv_transpose2d(x.data, quant.weights, quant.plan, x_format=x.fmt,
-                                             w_format=quant.weight_fmt, bias=quant.bias,
-                                             **window(quant.layer.attrs))
-    return quant.rounded_output(acc, rng, acc)
 
 
 def _conv_transpose_forward(arrays, attrs, params):
@@ -177,7 +174,8 @@ def _conv_transpose_forward(arrays, attrs, params):
 
 
 register(OpSpec("conv", _conv_forward, _conv_shape, lowering=_conv_lowering,
-                integer=_conv_integer, integer_changed=_conv_changed, minifloat=_conv_minifloat))
+                integer=_integer_model("conv2d"), integer_changed=_conv_changed,
+                minifloat=_minifloat_model("minifloat_conv2d")))
 register(OpSpec("conv_transpose", _conv_transpose_forward, _conv_transpose_shape,
-                lowering=_conv_transpose_lowering, integer=_conv_transpose_integer,
-                minifloat=_conv_transpose_minifloat))
+                lowering=_conv_transpose_lowering, integer=_integer_model("conv_transpose2d"),
+                minifloat=_minifloat_model("minifloat_conv_transpose2d")))

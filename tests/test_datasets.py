@@ -1,4 +1,4 @@
-"""rsim.data: every source yields the stored samples and labels in batches, lazily, and bad data
+"""rsim.datasets: every source yields the stored samples and labels in batches, lazily, and bad data
 fails with an RsimError naming the file and what was expected."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from formats.errors import RsimError
-from rsim.data import ImagePreprocess, open_dataset, preprocess_image
+from rsim.datasets import ImagePreprocess, open_dataset, preprocess_image
 
 REAL_IMAGES = Path(__file__).parents[2] / "shared" / "real" / "images"
 

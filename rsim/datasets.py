@@ -33,6 +33,7 @@ import tokenize
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -477,6 +478,25 @@ class CsvDataset(Dataset):
                 f"data file '{self.path}': unreadable rows in samples "
                 f"{start}..{start + batch_size - 1} ({error})"
             ) from None
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """Where the samples come from and how to read them: the options `open_dataset` takes, as
+    one object the CLI's data options build (`rsim.cli._options.data_options`)."""
+
+    source: Path
+    x_name: str = "x"
+    y_name: str | None = None
+    label_column: int | None = None
+    sample_shape: tuple[int, ...] | None = None
+    preprocess: ImagePreprocess | None = None
+    labels: Path | None = None
+
+    def open(self) -> Dataset:
+        return open_dataset(self.source, labels=self.labels, x_name=self.x_name,
+                            y_name=self.y_name, label_column=self.label_column,
+                            sample_shape=self.sample_shape, preprocess=self.preprocess)
 
 
 _Size = pydantic.PositiveInt | tuple[pydantic.PositiveInt, pydantic.PositiveInt]
