@@ -174,9 +174,13 @@ class _Oracle:
     def eltwise(self, layer, x):
         p = layer.eltwise_param
         if p.operation == 0:  # PROD
-            return self.node("Mul", x) if len(x) == 2 else self.node("Mul", [self.node("Mul", x[:2])] + x[2:])
-        terms = [t if not p.coeff or p.coeff[i] == 1 else self.node("Mul", [t, self.const(p.coeff[i])])
-                 for i, t in enumerate(x)]  # fmt: skip
+            product = x[0]
+            for factor in x[1:]:
+                product = self.node("Mul", [product, factor])
+            return product
+        coeffs = list(p.coeff) or [1.0] * len(x)
+        terms = [t if c == 1 else self.node("Mul", [t, self.const(c)])
+                 for t, c in zip(x, coeffs, strict=True)]  # fmt: skip
         return self.node("Sum", terms)
 
     def batchnorm(self, layer, x):
@@ -264,3 +268,36 @@ def quantization_blocks(path: Path) -> dict[str, dict[str, str]]:
         if q:
             found[name] = dict(re.findall(r"(\w+)\s*:\s*(\S+)", q.group(1)))
     return found
+
+
+# ----- protobuf wire format, written by hand (caffemodels and binaryprotos for tests) ------------
+def _varint(value: int) -> bytes:
+    value &= (1 << 64) - 1  # negative int32/int64 values take ten bytes, two's complement
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def wire_int(number: int, value: int) -> bytes:
+    """A varint field (int32, uint32, int64, bool, enum)."""
+    return _varint(number << 3) + _varint(value)
+
+
+def wire_bytes(number: int, payload: bytes | str) -> bytes:
+    """A length-delimited field (string, bytes, sub-message, packed repeated)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def wire_blob(values: np.ndarray, legacy: bool = False) -> bytes:
+    """A BlobProto: data (field 5, packed floats) and shape (7: BlobShape, dims packed in 1), or
+    with `legacy` the 4-D num/channels/height/width (fields 1-4) of V1 files, padded with 1s."""
+    values = np.asarray(values, dtype="<f4")
+    data = wire_bytes(5, values.tobytes())
+    if legacy:
+        dims = (1,) * (4 - values.ndim) + values.shape
+        return b"".join(wire_int(i + 1, d) for i, d in enumerate(dims)) + data
+    return wire_bytes(7, wire_bytes(1, b"".join(_varint(d) for d in values.shape))) + data

@@ -62,7 +62,8 @@ layer { name: "fc4" type: "InnerProduct" bottom: "flat" top: "fc4"
         inner_product_param { num_output: 16 transpose: true } }
 layer { name: "tanh4" type: "TanH" bottom: "fc4" top: "fc4" }
 layer { name: "drop4" type: "Dropout" bottom: "fc4" top: "fc4" }
-layer { name: "fc5" type: "InnerProduct" bottom: "fc4" top: "fc5" inner_product_param { num_output: 10 } }
+layer { name: "fc5" type: "InnerProduct" bottom: "fc4" top: "fc5"
+        inner_product_param { num_output: 10 } }
 layer { name: "prob" type: "Softmax" bottom: "fc5" top: "prob" }
 """
 
@@ -184,7 +185,9 @@ def test_pooling_follows_caffes_size_rule_and_divisors(tmp_path, method):
         out_hw = (caffe_pooled_size(size, kernel, stride, pad),
                   caffe_pooled_size(size + 1, kernel, stride, pad))  # fmt: skip
         # without padding Caffe keeps a last window that starts past the input
-        outside = any((o - 1) * stride - pad >= s for o, s in zip(out_hw, (size, size + 1)))
+        outside = any(
+            (o - 1) * stride - pad >= s for o, s in zip(out_hw, (size, size + 1), strict=True)
+        )
         if outside:
             with pytest.raises(RsimError, match="wholly outside"):
                 read_caffe(path)

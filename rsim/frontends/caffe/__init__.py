@@ -3,13 +3,14 @@
 
     model = read_caffe("lenet_train_test.prototxt", weights="lenet_iter_10000.caffemodel")
     model.network.run_float(model.transform.apply(pixels))
-    write_ristretto_prototxt(model, {"conv1": RistrettoParams(bw_params=8, fl_params=7)}, "q.prototxt")
+    params = {"conv1": RistrettoParams(bw_params=8, fl_params=7)}
+    write_ristretto_prototxt(model, params, "quantized.prototxt")
 """
 
 from rsim.frontends.caffe.model import CaffeModel, load_caffe, read_caffe
+from rsim.frontends.caffe.plan import SUPPORTED_TYPES, ScoreLayer
 from rsim.frontends.caffe.ristretto import RistrettoParams
 from rsim.frontends.caffe.transform import CaffeTransform
-from rsim.frontends.caffe.translate import SUPPORTED_TYPES, ScoreLayer
 from rsim.frontends.caffe.writer import write_ristretto_prototxt
 
 __all__ = [

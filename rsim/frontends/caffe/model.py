@@ -12,10 +12,16 @@ from typing import Any
 import numpy as np
 
 from rsim.frontends.caffe import schema
-from rsim.frontends.caffe.parse import parse_net_binary, parse_net_text, read_bytes, select_phase
+from rsim.frontends.caffe.build import Translation
+from rsim.frontends.caffe.parse import (
+    parse_net_binary,
+    parse_net_text,
+    read_bytes,
+    select_phase,
+)
+from rsim.frontends.caffe.plan import ScoreLayer, plan_net
 from rsim.frontends.caffe.ristretto import FLOAT_TYPES, RistrettoParams
 from rsim.frontends.caffe.transform import CaffeTransform
-from rsim.frontends.caffe.translate import ScoreLayer, Translation, plan_net
 from rsim.network import Network
 
 # LayerParameter fields Ristretto builds have stored quantization_param in, newest first
@@ -26,7 +32,7 @@ _QUANTIZATION_FIELDS = ("quantization_param", "quantization_param_148", "quantiz
 class CaffeModel:
     """A Caffe net read for rsim.
 
-    - `network`: the TEST-phase net as rsim's IR (tensor names: see `translate`'s docstring).
+    - `network`: the TEST-phase net as rsim's IR (tensor names: see `plan`'s docstring).
     - `transforms`: input tensor -> its data layer's TEST-time transform (`transform` for the
       first input); inputs of Input layers take their data as is.
     - `scores`: the Accuracy / loss layers (what they read, top_k, the label blob).

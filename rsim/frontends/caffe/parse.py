@@ -157,7 +157,7 @@ def select_phase(net, path: Path, phase: str = "TEST") -> list:
     return kept
 
 
-# ----- the list of skipped fields ------------------------------------------------------------------
+# ----- the list of skipped fields -------------------------------------------------------------
 def _skipped_fields(text: str, descriptor) -> list[str]:
     """Every field of `text` (already parsed, so well formed) that `descriptor` does not
     declare, as "line:column Message.field" (the text parser skipped them)."""
