@@ -154,3 +154,22 @@ def test_a_binary_file_given_as_prototxt_is_named(tmp_path):
     path = tmp_path / "weights.prototxt"
     path.write_bytes(b"\x0a\x03abc\xff\xfe")
     assert "is not a text prototxt" in error_of(lambda: read_caffe(path))
+
+
+@pytest.mark.parametrize(
+    "param, expected",
+    [
+        ("convolution_param { num_output: 2 kernel_size: 3 stride_h: 2 }", "stride [2, 0] must be"),
+        ("convolution_param { num_output: 2 kernel_size: 0 }", "kernel size [0, 0] must be"),
+        ("convolution_param { num_output: 2 kernel_h: 3 }", "give both kernel_h and kernel_w"),
+        ("convolution_param { num_output: 2 kernel_size: 3 kernel_w: 3 }", "not both"),
+        ("convolution_param { num_output: 2 kernel_size: 1 kernel_size: 2 kernel_size: 3 }",
+         "kernel_size has 3 values; rsim supports 2-D layers only"),
+    ],
+)  # fmt: skip
+def test_impossible_convolution_parameters_are_named(tmp_path, param, expected):
+    path = tmp_path / "net.prototxt"
+    path.write_text(CONV_PROTOTXT + f'layer {{ name: "c2" type: "Convolution" bottom: "y" '
+                    f'top: "z" {param} }}\n')  # fmt: skip
+    message = error_of(lambda: read_caffe(path))
+    assert message.startswith(f"{path}: layer 'c2' (Convolution): ") and expected in message

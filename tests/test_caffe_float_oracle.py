@@ -243,3 +243,46 @@ def test_lrn_region_defaults_to_across_channels():
     squares = np.pad(x**2, ((0, 0), (1, 1), (0, 0), (0, 0)))
     sums = squares[:, :-2] + squares[:, 1:-1] + squares[:, 2:]
     np.testing.assert_allclose(plain, x / (2.0 + 0.1 * sums) ** 0.75, rtol=1e-13)
+
+
+AXES_PROTOTXT = """
+layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "x" top: "fc"
+        inner_product_param { num_output: 6 axis: 2 } }
+layer { name: "flat" type: "Flatten" bottom: "x" top: "flat" flatten_param { axis: 1 end_axis: 2 } }
+layer { name: "soft" type: "Softmax" bottom: "x" top: "soft" softmax_param { axis: -2 } }
+layer { name: "one" type: "Scale" bottom: "x" top: "one"
+        scale_param { num_axes: 0 bias_term: true } }
+layer { name: "fc2" type: "InnerProduct" bottom: "x" top: "fc2"
+        inner_product_param { num_output: 4 } }
+layer { name: "bn" type: "BatchNorm" bottom: "fc2" top: "bn" }
+layer { name: "sc" type: "Scale" bottom: "bn" top: "sc" }
+"""
+
+
+def test_axis_parameters_follow_caffes_shapes(tmp_path):
+    """InnerProduct from axis 2, Flatten of axes 1..2, Softmax on a negative axis, a single
+    Scale (num_axes 0) and BatchNorm/Scale on 2-D data, against numpy on the same blobs."""
+    path = tmp_path / "axes.prototxt"
+    path.write_text(AXES_PROTOTXT)
+    model = read_caffe(path)
+    x = np.random.default_rng(6).normal(0, 1, (2, 3, 4, 5)).astype(np.float32).astype(np.float64)
+    got = model.network.run_float(x, collect=True, dtype=np.float64)
+    b = {name: [v.astype(np.float64) for v in blobs] for name, blobs in model.blobs.items()}
+    w, bias = b["fc"]
+    np.testing.assert_allclose(got["fc"], x.reshape(2, 3, 20) @ w.T + bias, rtol=1e-12)
+    np.testing.assert_array_equal(got["flat"], x.reshape(2, 12, 5))
+    e = np.exp(x - x.max(axis=2, keepdims=True))
+    np.testing.assert_allclose(got["soft"], e / e.sum(axis=2, keepdims=True), rtol=1e-12)
+    gamma, beta = b["one"]
+    assert gamma.shape == beta.shape == ()
+    np.testing.assert_allclose(got["one"], x * gamma + beta, rtol=1e-12)
+    fc2 = x.reshape(2, -1) @ b["fc2"][0].T + b["fc2"][1]
+    mean, var, factor = b["bn"]
+    bn = (fc2 - mean / factor) / np.sqrt(var / factor + 1e-5)
+    np.testing.assert_allclose(got["bn"], bn, rtol=1e-6)
+    np.testing.assert_allclose(got["sc"], bn * b["sc"][0], rtol=1e-6)
+    assert [layer.op for layer in model.network.layers] == [
+        "reshape", "gemm", "reshape", "softmax", "batchnorm", "flatten", "gemm", "batchnorm",
+        "batchnorm",
+    ]  # fmt: skip

@@ -168,6 +168,11 @@ class _Builder:
             return int(values[0]), int(values[1])
         raise self.error(f"{plural} has {len(values)} values; rsim supports 2-D layers only")
 
+    def positive(self, pair: tuple[int, int], what: str) -> tuple[int, int]:
+        if min(pair) < 1:
+            raise self.error(f"{what} {list(pair)} must be at least 1")
+        return pair
+
     def axis(self, value: int, rank: int, what: str) -> int:
         if not -rank <= value < rank:
             raise self.error(f"{what} {value} is out of range for a {rank}-D input")
@@ -194,9 +199,9 @@ class _Builder:
             )
         pad_h, pad_w = self.spatial_pair(p, "pad", 0)
         return {
-            "kernel": self.spatial_pair(p, "kernel", None),
-            "strides": self.spatial_pair(p, "stride", 1),
-            "dilations": self.spatial_pair(p, "dilation", 1),
+            "kernel": self.positive(self.spatial_pair(p, "kernel", None), "kernel size"),
+            "strides": self.positive(self.spatial_pair(p, "stride", 1), "stride"),
+            "dilations": self.positive(self.spatial_pair(p, "dilation", 1), "dilation"),
             "pads": (pad_h, pad_w, pad_h, pad_w),
             "groups": groups,
         }
@@ -286,6 +291,8 @@ class _Builder:
             kernel = self._pool_pair(p, "kernel_size", "kernel_h", "kernel_w", None)
             pads = self._pool_pair(p, "pad", "pad_h", "pad_w", 0)
             strides = self._pool_pair(p, "stride", "stride_h", "stride_w", 1)
+            self.positive(kernel, "kernel size")
+            self.positive(strides, "stride")
         if pads[0] >= kernel[0] or pads[1] >= kernel[1]:
             raise self.error(f"pad {list(pads)} must be smaller than the kernel {list(kernel)}")
         ceil = ENUMS["PoolingParameter.RoundMode"]["CEIL"] == p.round_mode

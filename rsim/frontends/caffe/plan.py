@@ -43,7 +43,8 @@ SUPPORTED_TYPES = (
 class ScoreLayer:
     """An Accuracy or loss layer: not part of the IR, but how the net is scored. `prediction`
     is the IR tensor it reads (an output of the Network), `label` the Caffe blob of the labels
-    (a data layer's second top) or None; `top_k` is set for Accuracy only."""
+    (a data layer's second top) or None, `axis` the class axis; `top_k` is set for Accuracy
+    only."""
 
     name: str
     type: str
@@ -204,7 +205,9 @@ class _Planner:
                 height, width = p.new_height, p.new_width
         elif kind == "MemoryData":
             p = layer.memory_data_param
-            batch, channels, height, width = p.batch_size, p.channels, p.height, p.width
+            batch, channels, height, width = (
+                d or None for d in (p.batch_size, p.channels, p.height, p.width)
+            )
         height, width = transform.output_hw(height, width)
         return (batch, channels, height, width)
 
@@ -274,7 +277,7 @@ class _Planner:
                 prediction=prediction,
                 label=label,
                 top_k=int(layer.accuracy_param.top_k) if accuracy else None,
-                axis=int(layer.accuracy_param.axis) if accuracy else 1,
+                axis=int(layer.accuracy_param.axis if accuracy else layer.softmax_param.axis),
                 ignore_label=ignore,
             )
         )
