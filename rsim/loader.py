@@ -17,10 +17,11 @@ def load(
 ) -> Network:
     """Load a model as a Network.
 
-    `path`: an ONNX file (.onnx). `weights`: a separate weights file, for formats that keep them
-    apart (not ONNX, whose weights are inside the model or in external-data files beside it).
-    `input_shapes`: {input name: shape} binding symbolic dimensions; otherwise they are bound by
-    the first run (a symbolic batch alone defaults to 1 until then).
+    `path`: an ONNX file (.onnx) or a Caffe network prototxt (.prototxt). `weights`: a separate
+    weights file, for formats that keep them apart (a Caffe .caffemodel; without one a Caffe net
+    gets seeded random weights; not ONNX, whose weights are inside the model or in external-data
+    files beside it). `input_shapes`: {input name: shape} binding symbolic dimensions; otherwise
+    they are bound by the first run (a symbolic batch alone defaults to 1 until then).
     """
     path = Path(path)
     if not path.exists():
@@ -32,4 +33,15 @@ def load(
         from rsim.frontends.onnx import load_onnx
 
         return load_onnx(path, dict(input_shapes) if input_shapes else None)
-    raise RsimError(f"{path}: unknown model format {suffix!r}; rsim reads .onnx models")
+    if suffix == ".prototxt":
+        from rsim.frontends.caffe import load_caffe
+
+        return load_caffe(path, weights, dict(input_shapes) if input_shapes else None)
+    if suffix == ".caffemodel":
+        raise RsimError(
+            f"{path} holds Caffe weights; load the network prototxt and pass this file as weights="
+        )
+    raise RsimError(
+        f"{path}: unknown model format {suffix!r}; rsim reads .onnx models and Caffe .prototxt "
+        "networks"
+    )

@@ -2,7 +2,10 @@
 
 batchnorm params: `scale` and `shift` (C,), y = x * scale + shift on axis 1 (the frontend folds
 mean, variance, epsilon, gamma and beta into these in float64). lrn attrs: `size`, `alpha`,
-`beta`, `bias` (ONNX/Caffe ACROSS_CHANNELS: y = x / (bias + alpha/size * sum of squares)^beta).
+`beta`, `bias` and `region`: "across_channels" (the default; ONNX LRN, Caffe ACROSS_CHANNELS:
+y = x / (bias + alpha/size * the sum of x^2 over `size` neighbouring channels)^beta) or
+"within_channel" (Caffe WITHIN_CHANNEL: y = x / (bias + alpha/size^2 * the sum of x^2 over a
+size x size spatial window of the same channel, zero padded by (size-1)//2 before)^beta).
 softmax attrs: `axes`, the tuple of axes normalised together (ONNX < 13 flattens every axis from
 `axis` on; >= 13 uses one axis).
 """
@@ -30,18 +33,31 @@ def _batchnorm(arrays, attrs, params):
     return x * _channel_view(params["scale"], x.ndim) + _channel_view(params["shift"], x.ndim)
 
 
+# the axes an LRN region sums squares over
+LRN_AXES = {"across_channels": (1,), "within_channel": (2, 3)}
+
+
 def _lrn(arrays, attrs, params):
     x = arrays[0]
     size = attrs["size"]
-    sq = np.square(x)
-    padded = np.zeros((x.shape[0], x.shape[1] + size - 1) + x.shape[2:], dtype=x.dtype)
     before = (size - 1) // 2
-    padded[:, before : before + x.shape[1]] = sq
+    region = attrs.get("region", "across_channels")
+    if region not in LRN_AXES:
+        raise ValueError(f"lrn region {region!r} is not one of {list(LRN_AXES)}")
+    axes = LRN_AXES[region]
+    widths = [(0, 0)] * x.ndim
+    for axis in axes:
+        widths[axis] = (before, size - 1 - before)
+    padded = np.pad(np.square(x), widths)
     total = np.zeros_like(x)
-    for k in range(size):
-        total += padded[:, k : k + x.shape[1]]
+    for offsets in np.ndindex(*(size,) * len(axes)):
+        window = [slice(None)] * x.ndim
+        for axis, k in zip(axes, offsets, strict=True):
+            window[axis] = slice(k, k + x.shape[axis])
+        total += padded[tuple(window)]
     t = x.dtype.type
-    return x / (t(attrs["bias"]) + t(attrs["alpha"] / size) * total) ** t(attrs["beta"])
+    alpha = attrs["alpha"] / size ** len(axes)
+    return x / (t(attrs["bias"]) + t(alpha) * total) ** t(attrs["beta"])
 
 
 def _softmax(arrays, attrs, params):
