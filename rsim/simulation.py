@@ -52,6 +52,7 @@ from rsim.quant.calibrate import collect_ranges
 from rsim.quant.layer import LayerQuant
 from rsim.quant.qspec import QSpec, load_qspec
 from rsim.quant.tensor import Outcome, QTensor, quantize
+from rsim.reference import FloatReference
 from rsim.results import LayerResult, SimResult
 from rsim.schedule import Schedule, schedule
 from rsim.schedule.from_network import network_work
@@ -183,7 +184,7 @@ def as_dataset(inputs: Any, labels: Any = None) -> Dataset:
 def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None = None,
              inputs: Any = None, labels: Any = None, qspec: Any = None, *,
              options: RunOptions | None = None, progress: Progress | None = None,
-             **option_values: Any) -> SimResult:
+             reference: FloatReference | None = None, **option_values: Any) -> SimResult:
     """Simulate `network` on accelerator `hw` over `inputs` (an array, a data file or a
     Dataset), beside the float reference, and return per-layer and end-to-end results.
 
@@ -194,7 +195,9 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
     stream per batch, seeded by (seed, batch number)) and calibration sampling; `threads`
     batches run at once (default: Numba's thread count, i.e. NUMBA_NUM_THREADS or the CPU
     count, at most `DEFAULT_MAX_THREADS`), with bitwise the same results for any number.
-    `progress(done, total)` is called after every batch.
+    `progress(done, total)` is called after every batch. `reference` shares one float
+    reference of (network, data, batch size) between runs (e.g. a sweep's points); by default
+    the run computes its own, once, and calibration reuses its first batches.
     """
     run_options = RunOptions.of(options, "simulate", **option_values)
     threads = _thread_count(run_options.threads)
@@ -215,8 +218,12 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
             hwconfig=_hw_text(accelerator), qspec=spec_text, seed=run_options.seed,
             command=run_options.command or " ".join(sys.argv)))
     try:
+        if reference is None:
+            reference = FloatReference(network, dataset.source, run_options.batch_size,
+                                       shared=False)
+        reference.check(network, run_options.batch_size)
         result = _simulate(network, accelerator, spec, dataset, total, run_options, writer,
-                           progress, threads)
+                           progress, threads, reference)
         if writer is not None:
             writer.set_results(result.results())
             writer.close()
@@ -242,10 +249,12 @@ def _hw_text(accelerator: Accelerator) -> str:
 
 
 def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
-            batch_size: int = 256, seed: int = 0) -> Prepared:
+            batch_size: int = 256, seed: int = 0,
+            reference: FloatReference | None = None) -> Prepared:
     """Schedule the network (one inference) with each layer's datapath, calibrate dynamic
-    formats on the first `spec.calibration.samples` samples, then assign every tensor's format
-    and every layer's quantization, the MAC layers taking their schedule's reduction plans."""
+    formats on the first `spec.calibration.samples` samples (their float tensors from
+    `reference`, which keeps them for the run), then assign every tensor's format and every
+    layer's quantization, the MAC layers taking their schedule's reduction plans."""
     spec.check_layers([layer.name for layer in network.layers])
     datapaths = {layer.name: spec.datapath_for(layer.name, accelerator.datapath)
                  for layer in network.layers}
@@ -254,13 +263,13 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
     wanted = tensors_to_calibrate(network, input_format, datapaths)
     ranges = {}
     if wanted:
-        input_name = network.inputs[0]
+        if reference is None:
+            reference = FloatReference(network, dataset.source, batch_size, shared=False)
 
         def float_batches():
-            for x, _ in dataset.iter_batches(batch_size, spec.calibration.samples):
-                tensors = network.run_float(x, collect=True)
-                tensors[input_name] = x
-                yield tensors
+            for index, (x, _) in enumerate(dataset.iter_batches(batch_size,
+                                                                spec.calibration.samples)):
+                yield reference.batch(index, x)
 
         ranges = collect_ranges(float_batches(), wanted, spec.calibration, seed)
     # stochastic rounding of weights and biases draws from its own stream, seeded like the run
@@ -272,9 +281,9 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
 
 def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Dataset,
               total: int, options: RunOptions, writer, progress: Progress | None,
-              threads: int) -> SimResult:
+              threads: int, reference: FloatReference) -> SimResult:
     batch_size, seed = options.batch_size, options.seed
-    run = prepare(network, accelerator, spec, dataset, batch_size, seed)
+    run = prepare(network, accelerator, spec, dataset, batch_size, seed, reference)
     meters = {}
     for quant in run.quants:
         out_max = quant.out_fmt.max
@@ -293,7 +302,8 @@ def _simulate(network: Network, accelerator: Accelerator, spec: QSpec, dataset: 
         run.check_batch(x, index * batch_size, dataset.source)
         # stochastic rounding draws from a stream per batch (no dependence on the thread
         # count), apart from the stream of the constants ([seed, 1])
-        return _run_batch(run, x, np.random.default_rng([seed, 0, index]), keep_tensors)
+        return _run_batch(run, reference.batch(index, x), np.random.default_rng([seed, 0, index]),
+                          keep_tensors)
 
     batches = ((index, x, y) for index, (x, y) in
                enumerate(dataset.iter_batches(batch_size, total)))
@@ -366,12 +376,12 @@ def _in_order(work: Callable, items: Iterator[tuple], threads: int) -> Iterator[
                 future.cancel()
 
 
-def _run_batch(run: Prepared, x: np.ndarray, rng: np.random.Generator,
+def _run_batch(run: Prepared, reference: dict[str, np.ndarray], rng: np.random.Generator,
                keep_tensors: bool) -> _BatchResult:
-    """One batch through the float path and both simulated paths, measured layer by layer."""
+    """One batch (its float `reference` tensors, the input included) through both simulated
+    paths, measured layer by layer against the reference."""
     network = run.network
-    reference = network.run_float(x, collect=True)
-    reference[network.inputs[0]] = x
+    x = reference[network.inputs[0]]
     output = network.resolve(network.outputs[0])
     quantized = {}  # tensor -> its float reference in its simulated format (this batch)
 
