@@ -2,7 +2,8 @@
 reduction plan and the kernels share.
 
 An integer register holds `bits` of two's complement and applies `overflow` after every addition;
-a float register holds values of a minifloat `format` and rounds to it after every addition.
+a float register holds values of a minifloat `format` and rounds to it after every addition, with
+its own `rounding` (nearest even, as float adders do, unless the config says otherwise).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from formats.field import FormatField
 from formats.minifloat import Minifloat
-from formats.modes import Overflow
+from formats.modes import Overflow, Rounding
 
 
 class Register(BaseModel):
@@ -26,6 +27,9 @@ class Register(BaseModel):
     bits: int | None = Field(None, ge=2, le=64, description="integer register width")
     overflow: Overflow = Field(Overflow.SATURATE, description="integer overflow rule")
     format: FormatField | None = Field(None, description="float register format spec")
+    rounding: Rounding | None = Field(None, description="rounding of a float register after "
+                                      "every addition; none = nearest_even (integer registers "
+                                      "are exact)")
 
     @model_validator(mode="after")
     def _bits_or_format(self) -> Register:
@@ -33,6 +37,9 @@ class Register(BaseModel):
             raise ValueError("give exactly one of bits (integer register) or format (float)")
         if self.format is not None and not isinstance(self.format, Minifloat):
             raise ValueError(f"a float register needs a minifloat format, got {self.format}")
+        if self.bits is not None and self.rounding is not None:
+            raise ValueError("rounding applies to float registers; an integer register is exact "
+                             "up to its overflow rule")
         return self
 
     @classmethod
@@ -40,8 +47,13 @@ class Register(BaseModel):
         return cls(bits=bits, overflow=overflow)
 
     @classmethod
-    def floating(cls, fmt: Any) -> Register:
-        return cls(format=fmt)
+    def floating(cls, fmt: Any, rounding: str | Rounding | None = None) -> Register:
+        return cls(format=fmt, rounding=rounding)
+
+    @property
+    def float_rounding(self) -> Rounding:
+        """The rounding a float register applies after every addition."""
+        return self.rounding or Rounding.NEAREST_EVEN
 
     @property
     def is_integer(self) -> bool:

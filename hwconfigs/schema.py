@@ -77,6 +77,9 @@ class Datapath(StrictModel):
     activations: OperandFormat = Field(
         description="activation (layer input/output) format spec, or {bits, fl: dynamic}")
     bias: OperandFormat = Field(description="bias format spec, or {bits, fl: dynamic}")
+    input: OperandFormat | None = Field(
+        None, description="the format a layer re-quantizes its inputs to as they enter it "
+                          "(Ristretto's bw_layer_in/fl_layer_in); none = its producers' format")
     product: FormatField | None = Field(
         None, description="format products are rounded to before accumulation; none = exact")
     accumulator: Register = Field(description="the PE/column accumulator")

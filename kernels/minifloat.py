@@ -32,12 +32,14 @@ from numba import njit, prange
 from formats.errors import RsimError
 from formats.float_nb import (magnitude_bits, nearest_even_limit, nearest_even_shortcut_applies,
                               round_float, round_nearest_even_in_range)
-from formats.minifloat import Minifloat
+from formats.fixed import FixedPoint
+from formats.minifloat import Minifloat, RistrettoMinifloat
+from formats.pow2 import PowerOfTwo
 from formats.modes import Rounding
 from formats.rounding_nb import NEAREST_EVEN, two_sum
 from kernels.conv import _pads, _pair, as_direct_conv, lower_conv
 from kernels.plan import ReductionPlan, float_plan
-from kernels.threads import threads_for
+from kernels.threads import blas_threads_for, threads_for
 
 ROUNDING_COST = 16  # a rounded addition costs about this many simple operations
 
@@ -157,13 +159,37 @@ def _minifloat_rows(a, b, bias, bias_post, bias_preload, k_chunk, has_product, p
                       partial_sum_params, partial_sum_inexact, rounding, out)  # fmt: skip
 
 
-def _quantum_exp(fmt: Minifloat) -> int:
-    """log2 of the format's finest step (its smallest subnormal spacing)."""
+OperandFormat = Minifloat | FixedPoint | PowerOfTwo | RistrettoMinifloat
+OPERAND_FORMATS = (Minifloat, FixedPoint, PowerOfTwo, RistrettoMinifloat)
+
+
+def _quantum_exp(fmt: OperandFormat) -> int:
+    """log2 of the format's finest step (a minifloat's smallest subnormal spacing)."""
+    if isinstance(fmt, FixedPoint):
+        return -fmt.fl
+    if isinstance(fmt, PowerOfTwo):
+        return fmt.exp_min
+    if isinstance(fmt, RistrettoMinifloat):
+        return -fmt.bias - fmt.man_bits  # no subnormals: the smallest normal's step
     return fmt.min_exp - fmt.man_bits
 
 
-def _max_exp(fmt: Minifloat) -> int:
-    return math.frexp(fmt.max)[1]  # max < 2^this
+def _max_exp(fmt: OperandFormat) -> int:
+    """Every value of the format is below 2^this in magnitude."""
+    if isinstance(fmt, FixedPoint):
+        return fmt.bits - fmt.fl  # |code| <= 2^(bits-1), so |value| < 2^(bits-fl)
+    if isinstance(fmt, PowerOfTwo):
+        return fmt.exp_max + 1
+    if isinstance(fmt, RistrettoMinifloat):  # a mantissa carry can reach 2^(top exponent + 1)
+        return math.frexp(fmt.max)[1] + 1
+    return math.frexp(fmt.max)[1]
+
+
+def _precision(fmt: OperandFormat) -> int:
+    """Significant bits a value of the format can need."""
+    if isinstance(fmt, FixedPoint):
+        return fmt.bits
+    return 1 if isinstance(fmt, PowerOfTwo) else fmt.man_bits + 1
 
 
 def _sum_may_be_inexact(register: Minifloat, addend_quantum: int, addend_max_exp: int) -> bool:
@@ -179,10 +205,20 @@ def _shortcut_covers(fmt: Minifloat) -> bool:
     return fmt.subnormals and nearest_even_shortcut_applies.py_func(fmt.man_bits, fmt.max_exp)
 
 
-def _values(x: object, fmt: Minifloat, what: str) -> np.ndarray:
+def _finest_quantum_exp(values: np.ndarray) -> int:
+    """log2 of the largest power of two every value is a multiple of (nonzero values only)."""
+    nonzero = np.abs(values[values != 0])
+    mantissa, exponent = np.frexp(nonzero)
+    integer = np.ldexp(mantissa, 53).astype(np.int64)  # odd part times a power of two, exact
+    trailing = np.log2((integer & -integer).astype(np.float64)).astype(np.int64)
+    return int((exponent - 53 + trailing).min())
+
+
+def _values(x: object, fmt: OperandFormat, what: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
-    if not isinstance(fmt, Minifloat):
-        raise RsimError(f"{what}_format: must be a formats.Minifloat, got {fmt!r}")
+    if not isinstance(fmt, OPERAND_FORMATS):
+        raise RsimError(f"{what}_format: must be a minifloat, fixed-point or power-of-two format, "
+                        f"got {fmt!r}")
     if not arr.size:
         return arr
     quantized = fmt.quantize(arr, overflow=None)
@@ -193,16 +229,19 @@ def _values(x: object, fmt: Minifloat, what: str) -> np.ndarray:
 
 
 class _FloatReduction:
-    """A float `ReductionPlan` for operands of two minifloat formats, with the scalar parameters
-    the row kernel needs."""
+    """A float `ReductionPlan` for operands of two formats (minifloat; or fixed-point and
+    power-of-two values accumulated in float registers, as Ristretto's float GEMM does), with the
+    scalar parameters the row kernel needs."""
 
-    def __init__(self, plan: ReductionPlan, a_format: Minifloat, b_format: Minifloat,
+    def __init__(self, plan: ReductionPlan, a_format: OperandFormat,
+                 b_format: OperandFormat,
                  kernel: str, a_name: str = "a", b_name: str = "b"):  # fmt: skip
         plan = float_plan(plan, kernel)
         for fmt, what in ((a_format, a_name), (b_format, b_name)):
-            if not isinstance(fmt, Minifloat):
-                raise RsimError(f"{what}_format: must be a formats.Minifloat, got {fmt!r}")
-        if a_format.man_bits + b_format.man_bits + 2 > _FLOAT64_PRECISION:
+            if not isinstance(fmt, OPERAND_FORMATS):
+                raise RsimError(f"{what}_format: must be a minifloat, fixed-point or power-of-two "
+                                f"format, got {fmt!r}")
+        if _precision(a_format) + _precision(b_format) > _FLOAT64_PRECISION:
             raise RsimError(f"{a_name}_format, {b_name}_format: their precisions exceed 53 bits "
                             "together, so products would not be exact in float64")
         self.rounding = plan.rounding
@@ -216,6 +255,7 @@ class _FloatReduction:
         else:
             p_quantum = _quantum_exp(a_format) + _quantum_exp(b_format)
             p_max = _max_exp(a_format) + _max_exp(b_format)
+        self.product_quantum = p_quantum
         self.acc_inexact = _sum_may_be_inexact(self.acc, p_quantum, p_max)
         # nearest-even, exact float64 sums, formats the shortcut covers: the vectorised row loop
         self.row_shortcut = (self.rounding is Rounding.NEAREST_EVEN and not self.acc_inexact
@@ -231,8 +271,37 @@ class _FloatReduction:
             return self.partial_sum
         return self.acc
 
+    def _never_rounds(self, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> bool:
+        """Whether no addition of this reduction can round or overflow, in any order: every
+        partial sum is a multiple of the finest quantum among the products (exact ones) and the
+        bias values, and bounded by K·max|a|·max|b| + max|bias|; when that bound stays below
+        2^precision quanta of every register, within its range, and the quantum is on its grid,
+        every partial sum is a value of the register, so the result is the exact sum."""
+        if self.product is not None or not a.size or not b.size:
+            return False
+        quantum = self.product_quantum
+        bias_max = 0.0
+        if bias is not None and np.any(bias):
+            quantum = min(quantum, _finest_quantum_exp(bias))
+            bias_max = float(np.abs(bias).max())
+        bound = a.shape[2] * float(np.abs(a).max()) * float(np.abs(b).max()) + bias_max
+        if not math.isfinite(bound):
+            return False
+        for fmt in (self.acc, self.partial_sum):
+            if fmt is None:
+                continue
+            finest = _quantum_exp(fmt) if fmt.subnormals else fmt.min_exp
+            if not (bound <= fmt.max and quantum >= finest
+                    and bound < math.ldexp(1.0, quantum + fmt.man_bits + 1)):
+                return False
+        return True
+
     def run(self, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """(G, M, K) @ (G, K, N) values with bias (G, N) or None -> (G, M, N) float64."""
+        if self._never_rounds(a, b, bias):  # exact sums: one float64 BLAS GEMM, exact too
+            with blas_threads_for(a.size * b.shape[2]):
+                out = np.matmul(a, b)
+            return out if bias is None else out + bias[:, None, :]
         n_g, n_m, n_k = a.shape
         out = np.empty((n_g, n_m, b.shape[2]))
         product = self.product or self.acc
@@ -265,8 +334,8 @@ def minifloat_gemm(
     b: np.ndarray,
     plan: ReductionPlan,
     *,
-    a_format: Minifloat,
-    b_format: Minifloat,
+    a_format: OperandFormat,
+    b_format: OperandFormat,
     bias: np.ndarray | None = None,
 ) -> np.ndarray:
     """out[m, n] = Σ_k a[m, k]·b[k, n] on minifloat values, reduced as the float `plan` says
@@ -289,8 +358,8 @@ def minifloat_conv2d(
     w: np.ndarray,
     plan: ReductionPlan,
     *,
-    x_format: Minifloat,
-    w_format: Minifloat,
+    x_format: OperandFormat,
+    w_format: OperandFormat,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     dilation: int | tuple[int, int] = 1,
@@ -319,8 +388,8 @@ def minifloat_conv_transpose2d(
     w: np.ndarray,
     plan: ReductionPlan,
     *,
-    x_format: Minifloat,
-    w_format: Minifloat,
+    x_format: OperandFormat,
+    w_format: OperandFormat,
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, ...] = 0,
     output_padding: int | tuple[int, int] = 0,

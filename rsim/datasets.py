@@ -176,6 +176,26 @@ class Dataset:
         )
 
 
+class MappedDataset(Dataset):
+    """Another dataset's batches passed through `function` (a model's input transform), whose
+    samples then have `sample_shape`."""
+
+    def __init__(self, base: Dataset, function: Any, sample_shape: Sequence[int],
+                 what: str) -> None:
+        self._base, self._function = base, function
+        self.source = base.source
+        self._count = len(base)
+        self._stored_shape = self.sample_shape = tuple(sample_shape)
+        self.labels = base.labels
+        self.dtype = base.dtype
+        self.what = what
+
+    def iter_batches(self, batch_size: int, limit: int | None = None
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        for x, y in self._base.iter_batches(batch_size, limit):
+            yield np.asarray(self._function(x), dtype=x.dtype), y
+
+
 class ArrayDataset(Dataset):
     """Samples from an array-like indexable along axis 0 (numpy array, memory map)."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -122,6 +122,26 @@ class Graph:
 Builder = Callable[[dict[str, Shape]], Graph]
 
 
+class InputTransform(Protocol):
+    """What a model does to raw samples before its first layer (a Caffe data layer's
+    transform_param): `apply` to a batch, and the sample shape it gives."""
+
+    def apply(self, x: np.ndarray) -> np.ndarray: ...
+
+    def sample_shape(self, stored: tuple[int, ...]) -> tuple[int, ...]: ...
+
+
+@dataclass(frozen=True)
+class ModelQuantization:
+    """The quantization a model file itself carries (Ristretto's `quantization_param`): the
+    shipped accelerator config whose numerics it assumes (`hw`, used when none is given) and
+    per-layer qspec entries (`layers`, applied before any qspec the user gives)."""
+
+    hw: str
+    layers: tuple[dict, ...]
+    source: str
+
+
 class Network:
     """A loaded model: its layers, tensor shapes, weights and the float reference path.
 
@@ -138,8 +158,12 @@ class Network:
         source: Path | None = None,
         sha256: str | None = None,
         input_shapes: Mapping[str, Any] | None = None,
+        quantization: ModelQuantization | None = None,
+        input_transforms: Mapping[str, InputTransform] | None = None,
     ) -> None:
         self._builder = builder
+        self.quantization = quantization
+        self.input_transforms = dict(input_transforms or {})
         self.input_specs = {k: tuple(v) for k, v in input_specs.items()}
         self.inputs: list[str] = list(input_specs)
         self.outputs: list[str] = list(outputs)

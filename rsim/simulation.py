@@ -36,7 +36,7 @@ from kernels.threads import (
     one_kernel_thread,
     single_threaded_kernels,
 )
-from rsim.datasets import Dataset, open_dataset
+from rsim.datasets import Dataset, MappedDataset, open_dataset
 from rsim.loader import load
 from rsim.metrics import (
     AccuracyAccumulator,
@@ -50,7 +50,7 @@ from rsim.options import RunOptions
 from rsim.quant.assignment import assign, tensors_to_calibrate
 from rsim.quant.calibrate import collect_ranges
 from rsim.quant.layer import LayerQuant
-from rsim.quant.qspec import QSpec, load_qspec
+from rsim.quant.qspec import QSpec, load_qspec, with_model_quantization
 from rsim.quant.tensor import Outcome, QTensor, quantize
 from rsim.reference import FloatReference
 from rsim.results import LayerResult, SimResult
@@ -151,18 +151,35 @@ class Prepared:
             yield quant, inputs, outcome
 
 
-def check_fit(network: Network, dataset: Dataset) -> None:
-    """One error unless the model has a single input and the data's samples fit its shape."""
+def model_data(network: Network, dataset: Dataset) -> Dataset:
+    """The data as the model's first layer sees it: through the model's own input transform
+    (a Caffe data layer's transform_param), checked to fit the input (one error otherwise), and
+    binding the input's open dimensions from the samples when the model left them open."""
     if len(network.inputs) != 1:
         raise RsimError(f"the model has {len(network.inputs)} inputs "
                         f"({', '.join(network.inputs)}); only single-input models are supported")
-    dataset.check_input_shape(network.input_shapes[network.inputs[0]][1:])
+    name = network.inputs[0]
+    transform = network.input_transforms.get(name)
+    if transform is not None:
+        dataset = MappedDataset(dataset, transform.apply,
+                                transform.sample_shape(dataset.sample_shape),
+                                f"the model's input transform of {name!r}")
+    if not network.is_bound:
+        spec = network.input_specs[name]
+        dataset.check_input_shape(spec[1:])
+        network.bind({name: (1,) + tuple(dataset.sample_shape)})
+    dataset.check_input_shape(network.input_shapes[name][1:])
+    return dataset
 
 
-def resolve_accelerator(hw: str | Path | Accelerator | None) -> Accelerator:
-    """A shipped config name, a YAML path, an Accelerator, or None for the default config."""
+def resolve_accelerator(hw: str | Path | Accelerator | None,
+                        network: Network | None = None) -> Accelerator:
+    """A shipped config name, a YAML path, an Accelerator, or None: the config the model's own
+    quantization assumes (a Ristretto prototxt: `ristretto-caffe`), else the default config."""
     if isinstance(hw, Accelerator):
         return hw
+    if hw is None and network is not None and network.quantization is not None:
+        hw = network.quantization.hw
     return hwconfigs.load(hwconfigs.DEFAULT if hw is None else hw)
 
 
@@ -203,10 +220,10 @@ def simulate(network: Network | str | Path, hw: str | Path | Accelerator | None 
     threads = _thread_count(run_options.threads)
     if not isinstance(network, Network):
         network = load(network)
-    accelerator = resolve_accelerator(hw)
+    accelerator = resolve_accelerator(hw, network)
     spec, spec_text = load_qspec(qspec)
-    dataset = as_dataset(inputs, labels)
-    check_fit(network, dataset)
+    spec = with_model_quantization(spec, network)
+    dataset = model_data(network, as_dataset(inputs, labels))
     limit = run_options.limit
     total = len(dataset) if limit is None else min(limit, len(dataset))
     if total == 0:

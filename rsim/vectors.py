@@ -64,7 +64,8 @@ def write_vectors(run: Prepared, layer_name: str, x: np.ndarray, out_dir: str | 
             found = (quant, inputs, outcome)
             break
     quant, inputs, outcome = found
-    if quant.float_emulated or not all(isinstance(t.fmt, FixedPoint) for t in inputs):
+    if quant.float_emulated or not all(isinstance(t.fmt, FixedPoint) for t in inputs) or (
+            quant.plan is not None and not quant.plan.is_integer):
         raise RsimError(f"vectors: layer {layer_name!r} ({quant.layer.op}) has no integer "
                         "datapath on this accelerator; pick a layer with fixed-point "
                         "inputs and outputs")

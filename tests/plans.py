@@ -20,7 +20,7 @@ def float_plan_of(acc_format, product_format=None, k_chunk=None, partial_sum_for
                   bias_mode="post", rounding="nearest_even") -> ReductionPlan:
     """A minifloat plan: registers of the given formats (spec strings or formats)."""
     def register(fmt):
-        return None if fmt is None else Register.floating(parse(str(fmt)))
+        return None if fmt is None else Register.floating(parse(str(fmt)), rounding)
 
     return ReductionPlan(register(acc_format), k_chunk, register(partial_sum_format), bias_mode,
                          None if product_format is None else parse(str(product_format)), rounding)

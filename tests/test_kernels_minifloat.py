@@ -281,3 +281,64 @@ def test_vectorised_accumulator_rows_round_subnormal_sums_to_nearest_even():
                 subnormal_steps += abs(exact) < Fraction(1, 4) and total != exact
             assert Fraction(float(ours[m, n])) == total
     assert subnormal_steps > 20  # the subnormal range really rounded
+
+
+@pytest.mark.parametrize("a_spec, b_spec, k_chunk", [
+    ("fixed<16,12>", "fixed<8,7>", None),
+    ("fixed<24,10>", "fixed<24,20>", 7),
+    ("fixed<8,4>", "pow2<-8,-1,zero=false>", None),
+])
+def test_fixed_point_and_pow2_operands_accumulate_in_float32_one_addition_at_a_time(
+        a_spec, b_spec, k_chunk):
+    """Ristretto's float GEMM: operands on fixed-point (or power-of-two) grids, each exact
+    product added to a float32 register rounded to nearest even, in ascending k (chunks, then
+    a float32 partial sum)."""
+    a_fmt, b_fmt = parse(a_spec), parse(b_spec)
+    rng = np.random.default_rng(7)
+    a = a_fmt.quantize(rng.normal(0, 4, (3, 40)))
+    b = b_fmt.quantize(rng.normal(0, 0.5, (40, 4)))
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(FP32, k_chunk=k_chunk), a_format=a_fmt,
+                                  b_format=b_fmt)
+    chunk = k_chunk or 40
+    for m, n in np.ndindex(3, 4):
+        total = Fraction(0)
+        for start in range(0, 40, chunk):
+            acc = Fraction(0)
+            for k in range(start, min(start + chunk, 40)):
+                acc = _round_rne(acc + Fraction(float(a[m, k])) * Fraction(float(b[k, n])), 23,
+                                 -126)
+            total = acc if k_chunk is None else _round_rne(total + acc, 23, -126)
+        assert Fraction(float(ours[m, n])) == total, (m, n)
+
+
+def test_a_reduction_that_can_never_round_takes_blas_and_equals_the_sequential_rounding(
+        monkeypatch):
+    """fixed<8,4> x fixed<8,6> products are multiples of 2^-10 and 40 of them stay below 2^10,
+    so every float32 partial sum is exact in any order: the kernel skips the per-addition loop
+    (checked by disabling it) and still equals the one-addition-at-a-time reference."""
+    a_fmt, b_fmt = parse("fixed<8,4>"), parse("fixed<8,6>")
+    rng = np.random.default_rng(8)
+    a = a_fmt.quantize(rng.normal(0, 3, (5, 40)))
+    b = b_fmt.quantize(rng.normal(0, 1, (40, 6)))
+    bias = parse("fixed<8,3>").quantize(rng.normal(0, 4, 6))
+
+    def refuse(*args):
+        raise AssertionError("the sequential row loop ran")
+
+    monkeypatch.setattr(kernels.minifloat, "_minifloat_rows", refuse)
+    ours = kernels.minifloat_gemm(a, b, float_plan_of(FP32, k_chunk=16), a_format=a_fmt,
+                                  b_format=b_fmt, bias=bias)
+    for m, n in np.ndindex(5, 6):
+        total = Fraction(0)
+        for start in range(0, 40, 16):
+            acc = Fraction(0)
+            for k in range(start, min(start + 16, 40)):
+                acc = _round_rne(acc + Fraction(float(a[m, k])) * Fraction(float(b[k, n])), 23,
+                                 -126)
+            total = _round_rne(total + acc, 23, -126)
+        assert Fraction(float(ours[m, n])) == _round_rne(total + Fraction(float(bias[n])), 23,
+                                                         -126)
+    wide = a_fmt.quantize(np.full((1, 40), 7.9375))  # 40 x 7.9375 x 2: no longer provably exact
+    with pytest.raises(AssertionError, match="sequential row loop ran"):
+        kernels.minifloat_gemm(wide, np.full((40, 1), 1.984375), float_plan_of(FP16),
+                               a_format=a_fmt, b_format=b_fmt)

@@ -29,16 +29,17 @@ def vectors_command(model, hw, layer_name, out_dir, samples, data, qspec, seed) 
     formats, memory layout and the reduction plan. Dynamic formats are calibrated on the data.
     """
     from rsim.loader import load
-    from rsim.quant.qspec import load_qspec
+    from rsim.quant.qspec import load_qspec, with_model_quantization
     from rsim.shipped import default_model_path
-    from rsim.simulation import check_fit, prepare, resolve_accelerator
+    from rsim.simulation import model_data, prepare, resolve_accelerator
     from rsim.vectors import write_vectors
 
     network = load(model or default_model_path())
     dataset = dataset_for(data, model is not None)
-    check_fit(network, dataset)
+    dataset = model_data(network, dataset)
     spec, _ = load_qspec(qspec)
-    run = prepare(network, resolve_accelerator(hw), spec, dataset, seed=seed)
+    run = prepare(network, resolve_accelerator(hw, network), with_model_quantization(spec, network),
+                  dataset, seed=seed)
     x, _ = next(dataset.iter_batches(samples, samples))
     run.check_batch(x, 0, dataset.source)
     manifest = write_vectors(run, layer_name, x, out_dir, seed)

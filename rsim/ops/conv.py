@@ -76,7 +76,7 @@ def _minifloat_model(kernel: str):
     plan, then its result rounded once to the output format."""
     def model(quant, inputs, rng):
         x = inputs[0]
-        acc = getattr(kernels, kernel)(x.data, quant.weights, quant.plan, x_format=x.fmt,
+        acc = getattr(kernels, kernel)(x.values(), quant.weights, quant.plan, x_format=x.fmt,
                      w_format=quant.weight_fmt, bias=quant.bias, **window(quant.layer.attrs))
         return quant.rounded_output(acc, rng, acc)
 

@@ -45,9 +45,10 @@ def _gemm_integer(quant, inputs, rng):
 
 def _gemm_minifloat(quant, inputs, rng):
     x = inputs[0]
-    acc = kernels.minifloat_gemm(x.data.reshape(-1, x.data.shape[-1]), quant.weights, quant.plan,
+    values = x.values()
+    acc = kernels.minifloat_gemm(values.reshape(-1, values.shape[-1]), quant.weights, quant.plan,
                                  a_format=x.fmt, b_format=quant.weight_fmt, bias=quant.bias)
-    acc = acc.reshape(*x.data.shape[:-1], acc.shape[-1])
+    acc = acc.reshape(*values.shape[:-1], acc.shape[-1])
     return quant.rounded_output(acc, rng, acc)
 
 

@@ -5,7 +5,9 @@ schedule (whose reduction plans the MAC layers hand to the kernels).
 Tensor formats: a graph input takes the activation format; a layer whose op keeps its input's
 format (moves, selects or clamps codes: relu, clip, maxpool, layout ops, zero padding) keeps it;
 any other layer's output takes its datapath's activation format, whose fractional length, when
-dynamic, comes from the calibration range of that output tensor.
+dynamic, comes from the calibration range of that output tensor. A layer whose datapath names an
+`input` format re-quantizes its inputs to it as they enter (Ristretto's layer-input trimming);
+its `in_fmts` are then those formats.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from formats import FixedPoint, Format, Minifloat
+from formats import FixedPoint, Format, Minifloat, RistrettoMinifloat
 from formats.dfp import dfp_format
 from formats.errors import RsimError
 from formats.pow2 import PowerOfTwo
@@ -41,8 +43,11 @@ def tensors_to_calibrate(network: Network, input_format, datapaths: Mapping[str,
     format."""
     names = [name for name in network.inputs if isinstance(input_format, DynamicFixed)]
     for layer in network.layers:
-        if not keeps_format(layer) and isinstance(datapaths[layer.name].activations, DynamicFixed):
+        datapath = datapaths[layer.name]
+        if not keeps_format(layer) and isinstance(datapath.activations, DynamicFixed):
             names.append(layer.outputs[0])
+        if isinstance(datapath.input, DynamicFixed):
+            names.extend(t for t in layer.inputs if t not in names)
     return names
 
 
@@ -67,11 +72,14 @@ def assign(network: Network, input_format, datapaths: Mapping[str, Datapath],
     quants = []
     for layer in network.layers:
         spec, datapath = OPS[layer.op], datapaths[layer.name]
-        in_fmts = tuple(fmts[t] for t in layer.inputs)
+        if datapath.input is None:
+            in_fmts = tuple(fmts[t] for t in layer.inputs)
+        else:
+            in_fmts = tuple(concrete(datapath.input, t) for t in layer.inputs)
         out_fmt = in_fmts[0] if keeps_format(layer) else concrete(datapath.activations,
                                                                     layer.outputs[0])
-        emulated = _float_emulated(spec, layer, in_fmts)
         plan = schedule.layer(layer.name).plan if spec.is_mac else None
+        emulated = _float_emulated(spec, layer, in_fmts, plan)
         constants = None
         if spec.is_mac and not emulated and _constant_operand(layer) is not None:
             constants = _quantize_constants(layer, datapath, plan, in_fmts, rng)
@@ -86,14 +94,17 @@ def _constant_operand(layer: Layer) -> np.ndarray | None:
     return layer.params.get("weight", layer.params.get("constant"))
 
 
-def _float_emulated(spec: OpSpec, layer: Layer, in_fmts: tuple[Format, ...]) -> bool:
-    """Whether the op has no bit-accurate model for these input formats."""
+def _float_emulated(spec: OpSpec, layer: Layer, in_fmts: tuple[Format, ...],
+                    plan: ReductionPlan | None) -> bool:
+    """Whether the op has no bit-accurate model for these input formats and registers."""
     if spec.integer is None or not spec.integer_applies(layer.attrs, layer.params,
                                                         len(layer.inputs)):
         return True
-    if all(isinstance(fmt, FixedPoint) for fmt in in_fmts):
+    if all(isinstance(fmt, FixedPoint) for fmt in in_fmts) and (plan is None
+                                                                 or plan.is_integer):
         return False
-    # minifloat tensors: selections and moves are exact, the float unit computes sums and MACs
+    # minifloat tensors, or fixed-point operands into float registers: selections and moves are
+    # exact, the float unit computes sums and MACs
     return not (keeps_format(layer) or spec.minifloat is not None or spec.float_unit)
 
 
@@ -108,18 +119,27 @@ def _quantize_constants(layer: Layer, datapath: Datapath, plan: ReductionPlan,
     if isinstance(spec, DynamicFixed):
         spec = spec.at(dfp_format(weights, spec.bits).fl)
     bias = layer.params.get("bias")
-    if isinstance(in_fmts[0], Minifloat):
-        if not isinstance(spec, Minifloat) or plan.is_integer:
-            raise RsimError(f"layer '{layer.name}': minifloat activations need minifloat weights "
-                            f"and a float accumulator, got weights {spec}")
-        codes = spec.quantize(weights, rounding=rounding, overflow="saturate", rng=rng)
+    if not plan.is_integer:
+        # float registers: the operands' values (minifloat, or on a fixed-point grid as in
+        # Ristretto's float GEMM), the bias rounded to its format, then into its register
+        if not isinstance(spec, (Minifloat, FixedPoint, PowerOfTwo, RistrettoMinifloat)):
+            raise RsimError(f"layer '{layer.name}': weights in {spec} do not fit a float "
+                            "accumulator; use a minifloat, fixed-point or pow2 format")
+        values = spec.quantize(weights, rounding=rounding,
+                               overflow=None if isinstance(spec, PowerOfTwo) else "saturate",
+                               rng=rng)
         if bias is None:
-            return Constants(codes, spec, 0, None, None, 0)
-        register = plan.bias_register.format
-        in_register = register.quantize(
-            datapath.bias.quantize(bias, rounding=rounding, overflow="saturate", rng=rng),
+            return Constants(values, spec, 0, None, None, 0)
+        bias_spec = datapath.bias
+        if isinstance(bias_spec, DynamicFixed):
+            bias_spec = bias_spec.at(dfp_format(bias, bias_spec.bits).fl)
+        in_register = plan.bias_register.format.quantize(
+            bias_spec.quantize(bias, rounding=rounding, overflow="saturate", rng=rng),
             rounding=rounding, overflow="saturate", rng=rng)
-        return Constants(codes, spec, 0, in_register, datapath.bias, 0)
+        return Constants(values, spec, 0, in_register, bias_spec, 0)
+    if isinstance(in_fmts[0], Minifloat):
+        raise RsimError(f"layer '{layer.name}': minifloat activations need a float accumulator, "
+                        f"got {plan.accumulator}")
     if isinstance(spec, FixedPoint):
         codes = spec.encode(weights, rounding=rounding, overflow="saturate",
                             rng=rng).astype(np.int64)

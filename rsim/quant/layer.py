@@ -1,7 +1,8 @@
 """`LayerQuant`: one layer's complete quantized state, and how the accelerator runs the layer.
 
 How a layer runs is its op's declaration (`rsim.ops`): on fixed-point codes its `integer`
-model; on minifloat tensors its `minifloat` model (the MAC kernels), or, for selections and
+model; on minifloat tensors, or into float registers (Ristretto's float accumulation of
+fixed-point operands), its `minifloat` model (the MAC kernels), or, for selections and
 moves (format-keeping ops) and for what the float unit computes (`float_unit`: sums, averages,
 concatenation), the exact float64 result rounded once to the output format. A layer whose op has
 no model for its input formats runs in float64 on the decoded inputs and is quantized to the
@@ -110,10 +111,13 @@ class LayerQuant:
     # -- running ------------------------------------------------------------------------------
 
     def run(self, inputs: list[QTensor], rng: np.random.Generator | None = None) -> Outcome:
-        """The layer on simulated inputs (formats as `in_fmts` says)."""
+        """The layer on simulated inputs in their producers' formats (re-quantized to `in_fmts`
+        as they enter, where the datapath names an input format)."""
+        inputs = [t if t.fmt == fmt else quantize(t.values(), fmt, self.rounding, rng)[0]
+                  for t, fmt in zip(inputs, self.in_fmts, strict=True)]
         spec = self.spec
         if not self.float_emulated:
-            if self.integer:
+            if self.integer and (self.plan is None or self.plan.is_integer):
                 return spec.integer(self, inputs, rng)
             if spec.minifloat is not None:
                 return spec.minifloat(self, inputs, rng)
@@ -129,7 +133,9 @@ class LayerQuant:
         the outcome when it provably can; anything else runs afresh."""
         changed = self.spec.integer_changed
         if (changed is not None and self.integer and not self.float_emulated
-                and all(a.fmt == b.fmt for a, b in zip(inputs, before, strict=True))):
+                and (self.plan is None or self.plan.is_integer)
+                and all(a.fmt == b.fmt == fmt for a, b, fmt
+                        in zip(inputs, before, self.in_fmts, strict=True))):
             result = changed(self, inputs, before, outcome, rng)
             if result is not None:
                 return result

@@ -90,6 +90,16 @@ class QSpec(StrictModel):
         return Datapath.model_validate({**dict(base), **update})
 
 
+def with_model_quantization(spec: QSpec, network) -> QSpec:
+    """`spec` after the per-layer entries the model file carries (`network.quantization`), so a
+    user's entry overrides the model's for the layers both select."""
+    carried = getattr(network, "quantization", None)
+    if carried is None:
+        return spec
+    entries = [validate(LayerOverride, entry, carried.source) for entry in carried.layers]
+    return spec.model_copy(update={"layers": entries + list(spec.layers)})
+
+
 def load_qspec(source: str | Path | QSpec | dict | None) -> tuple[QSpec, str]:
     """A QSpec from a YAML path, a mapping or a QSpec (None: the empty spec), with its text for
     traces."""

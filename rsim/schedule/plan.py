@@ -18,4 +18,4 @@ def reduction_plan(array: Array, datapath: Datapath) -> ReductionPlan:
     """The plan of a layer with `datapath` on `array` (its dataflow and rows)."""
     chunk = array.rows if dataflow_rule(array.dataflow).chunks_k else None
     return ReductionPlan(datapath.accumulator, chunk, datapath.partial_sum, datapath.bias_mode,
-                         datapath.product, datapath.requant_rounding)
+                         datapath.product, datapath.accumulator.float_rounding)

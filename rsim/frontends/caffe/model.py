@@ -20,7 +20,7 @@ from rsim.frontends.caffe.parse import (
     select_phase,
 )
 from rsim.frontends.caffe.plan import ScoreLayer, plan_net
-from rsim.frontends.caffe.ristretto import FLOAT_TYPES, RistrettoParams
+from rsim.frontends.caffe.ristretto import FLOAT_TYPES, RistrettoParams, model_quantization
 from rsim.frontends.caffe.transform import CaffeTransform
 from rsim.network import Network
 
@@ -97,6 +97,8 @@ def read_caffe(
                 weights_quantization[layer.name] = quantization
     plan = plan_net(layers, prototxt, dict(input_shapes) if input_shapes else None)
     translation = Translation(plan, prototxt, weights, stored)
+    quantization = {layer.name: RistrettoParams.from_proto(layer.quantization_param)
+                    for layer in layers if layer.type in FLOAT_TYPES}
     network = Network(
         translation.build,
         plan.input_specs,
@@ -104,6 +106,8 @@ def read_caffe(
         source=prototxt,
         sha256=digest.hexdigest(),
         input_shapes=input_shapes,
+        quantization=model_quantization(quantization, str(prototxt)),
+        input_transforms={name: t for name, t in plan.transforms.items() if not t.is_identity},
     )
     test_net = schema.NetParameter(name=net.name, state=net.state)
     test_net.layer.extend(layers)
@@ -111,11 +115,7 @@ def read_caffe(
         network=network,
         transforms=plan.transforms,
         scores=plan.scores,
-        quantization={
-            layer.name: RistrettoParams.from_proto(layer.quantization_param)
-            for layer in layers
-            if layer.type in FLOAT_TYPES
-        },
+        quantization=quantization,
         weights_quantization=weights_quantization,
         random_weights=weights is None,
         blobs=translation.blobs,

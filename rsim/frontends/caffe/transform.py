@@ -51,6 +51,10 @@ class CaffeTransform:
             return self.crop_size, self.crop_size
         return height, width
 
+    def sample_shape(self, stored: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of a transformed sample (channels, height, width), given the stored one."""
+        return tuple(stored[:-2]) + tuple(self.output_hw(*stored[-2:]))
+
     def apply(self, x: np.ndarray) -> np.ndarray:
         """Transform a batch (N, C, H, W), or one sample (C, H, W), of stored samples; float32."""
         x = np.asarray(x)
