@@ -8,7 +8,7 @@ its own `rounding` (nearest even, as float adders do, unless the config says oth
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -30,6 +30,10 @@ class Register(BaseModel):
     rounding: Rounding | None = Field(None, description="rounding of a float register after "
                                       "every addition; none = nearest_even (integer registers "
                                       "are exact)")
+    order: Literal["sequential", "blas"] = Field(
+        "sequential", description="sequential: one addition at a time in K order, as a "
+        "hardware register; blas: an fp32 register summed in the BLAS library's own order, as "
+        "Caffe's float GEMM (Ristretto) computes, operands held in float32")
 
     @model_validator(mode="after")
     def _bits_or_format(self) -> Register:
@@ -40,6 +44,9 @@ class Register(BaseModel):
         if self.bits is not None and self.rounding is not None:
             raise ValueError("rounding applies to float registers; an integer register is exact "
                              "up to its overflow rule")
+        if self.order == "blas" and str(self.format) != "fp32":
+            raise ValueError("order: blas models float32 BLAS (Caffe's GEMM); it needs "
+                             "format: fp32")
         return self
 
     @classmethod

@@ -214,6 +214,17 @@ def _finest_quantum_exp(values: np.ndarray) -> int:
     return int((exponent - 53 + trailing).min())
 
 
+def _value_bits(values: np.ndarray) -> int:
+    """The most significant bits any one of the values has (a product of two values is exact
+    in float64 when theirs add up to at most 53)."""
+    nonzero = values[(values != 0) & np.isfinite(values)]
+    if not nonzero.size:
+        return 0
+    integer = np.ldexp(np.frexp(np.abs(nonzero))[0], 53).astype(np.int64)
+    trailing = np.log2((integer & -integer).astype(np.float64)).astype(np.int64)
+    return int(53 - trailing.min())
+
+
 def _values(x: object, fmt: OperandFormat, what: str) -> np.ndarray:
     arr = np.asarray(x, dtype=np.float64)
     if not isinstance(fmt, OPERAND_FORMATS):
@@ -241,10 +252,15 @@ class _FloatReduction:
             if not isinstance(fmt, OPERAND_FORMATS):
                 raise RsimError(f"{what}_format: must be a minifloat, fixed-point or power-of-two "
                                 f"format, got {fmt!r}")
-        if _precision(a_format) + _precision(b_format) > _FLOAT64_PRECISION:
-            raise RsimError(f"{a_name}_format, {b_name}_format: their precisions exceed 53 bits "
-                            "together, so products would not be exact in float64")
+        # formats whose values may need more than 53 bits together (a 32-bit fixed point
+        # times float32) are checked on the actual values in `run`
+        self.check_products = _precision(a_format) + _precision(b_format) > _FLOAT64_PRECISION
+        self.operand_names = (a_name, b_name, a_format, b_format)
         self.rounding = plan.rounding
+        self.blas_order = plan.accumulator.order == "blas"
+        if self.blas_order and plan.partial_sum is not None:
+            raise RsimError(f"{kernel}: an accumulator summed in BLAS order (Caffe's float GEMM) "
+                            "has no partial-sum step; use an output-stationary array")
         self.acc = plan.accumulator.format
         self.product = plan.product
         self.partial_sum = None if plan.partial_sum is None else plan.partial_sum.format
@@ -298,6 +314,17 @@ class _FloatReduction:
 
     def run(self, a: np.ndarray, b: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
         """(G, M, K) @ (G, K, N) values with bias (G, N) or None -> (G, M, N) float64."""
+        if self.blas_order:  # Caffe's arithmetic: float32 blobs into sgemm, bias added after
+            with blas_threads_for(a.size * b.shape[2]):
+                out = np.matmul(a.astype(np.float32), b.astype(np.float32))
+            if bias is not None:
+                out += bias.astype(np.float32)[:, None, :]
+            return out.astype(np.float64)
+        if self.check_products and _value_bits(a) + _value_bits(b) > _FLOAT64_PRECISION:
+            a_name, b_name, a_format, b_format = self.operand_names
+            raise RsimError(f"{a_name}, {b_name}: values of {a_format} and {b_format} need "
+                            f"{_value_bits(a)} + {_value_bits(b)} significant bits, over 53, so "
+                            "their products would not be exact in float64")
         if self._never_rounds(a, b, bias):  # exact sums: one float64 BLAS GEMM, exact too
             with blas_threads_for(a.size * b.shape[2]):
                 out = np.matmul(a, b)

@@ -314,9 +314,18 @@ def _as_logits(logits: Any, what: str) -> np.ndarray:
     return logits.reshape(logits.shape[0], math.prod(logits.shape[1:]))
 
 
-def label_ranks(logits: Any, labels: Any) -> np.ndarray:
+TIE_RULES = {
+    "first": "a tie goes to the lower class index (numpy argmax, a stable sort)",
+    "last": "a tie goes to the higher class index (Caffe's Accuracy layer until 2017)",
+    "pessimistic": "a tie with the label counts against it (Caffe's Accuracy layer since 2017)",
+}
+
+
+def label_ranks(logits: Any, labels: Any, ties: str = "first") -> np.ndarray:
     """Per sample, how many classes rank above the labelled one (0 = top-1): larger logits, and
-    equal logits of lower class index."""
+    equal logits as the tie rule says (`TIE_RULES`)."""
+    if ties not in TIE_RULES:
+        raise RsimError(f"tie rule {ties!r} is not one of {', '.join(TIE_RULES)}")
     scores = _as_logits(logits, "logits")
     labels = np.asarray(labels)
     if labels.shape != (scores.shape[0],):
@@ -332,16 +341,20 @@ def label_ranks(logits: Any, labels: Any) -> np.ndarray:
             f"got {labels.min()}..{labels.max()}"
         )
     labelled = np.take_along_axis(scores, labels.astype(np.intp)[:, None], axis=1)
-    earlier = np.arange(classes)[None, :] < labels[:, None]
-    ranks = np.count_nonzero((scores > labelled) | ((scores == labelled) & earlier), axis=1)
+    index, label = np.arange(classes)[None, :], labels[:, None]
+    wins_tie = {"first": index < label, "last": index > label,
+                "pessimistic": index != label}[ties]
+    ranks = np.count_nonzero((scores > labelled) | ((scores == labelled) & wins_tie), axis=1)
     ranks[np.isnan(labelled[:, 0])] = classes  # a NaN score for the label is never a hit
     return ranks
 
 
 class AccuracyAccumulator:
-    """Streaming top-k accuracy of logits against integer labels, for every k in `ks`."""
+    """Streaming top-k accuracy of logits against integer labels, for every k in `ks`, ties
+    ranked as `ties` says (`TIE_RULES`)."""
 
-    def __init__(self, ks: Iterable[int] = (1, 5)) -> None:
+    def __init__(self, ks: Iterable[int] = (1, 5), ties: str = "first") -> None:
+        self.ties = ties
         self.ks = tuple(sorted(set(ks)))
         if not self.ks or self.ks[0] < 1:
             raise RsimError(f"top-k accuracy needs k >= 1, got {ks!r}")
@@ -349,7 +362,7 @@ class AccuracyAccumulator:
         self._hits = dict.fromkeys(self.ks, 0)
 
     def update(self, logits: Any, labels: Any) -> None:
-        ranks = label_ranks(logits, labels)
+        ranks = label_ranks(logits, labels, self.ties)
         for k in self.ks:
             self._hits[k] += int(np.count_nonzero(ranks < k))
         self.count += ranks.size

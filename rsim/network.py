@@ -132,6 +132,16 @@ class InputTransform(Protocol):
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """How a model file scores its output (Caffe's Accuracy and loss layers): the tensor they
+    read, the top-k its Accuracy layers report, whether a softmax loss is computed on it."""
+
+    prediction: str
+    top_k: tuple[int, ...] = (1,)
+    softmax_loss: bool = False
+
+
+@dataclass(frozen=True)
 class ModelQuantization:
     """The quantization a model file itself carries (Ristretto's `quantization_param`): the
     shipped accelerator config whose numerics it assumes (`hw`, used when none is given) and
@@ -160,10 +170,18 @@ class Network:
         input_shapes: Mapping[str, Any] | None = None,
         quantization: ModelQuantization | None = None,
         input_transforms: Mapping[str, InputTransform] | None = None,
+        scoring: Scoring | None = None,
+        notes: tuple[str, ...] = (),
+        final_versions: Mapping[str, str] | None = None,
     ) -> None:
         self._builder = builder
         self.quantization = quantization
         self.input_transforms = dict(input_transforms or {})
+        self.scoring = scoring
+        self.notes = notes  # what a user should know about how the model was read
+        # tensor -> the tensor holding the final value of the same framework buffer (a Caffe
+        # blob that in-place layers overwrite: what Caffe shows after a whole forward pass)
+        self.final_versions = dict(final_versions or {})
         self.input_specs = {k: tuple(v) for k, v in input_specs.items()}
         self.inputs: list[str] = list(input_specs)
         self.outputs: list[str] = list(outputs)

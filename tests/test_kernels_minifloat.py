@@ -12,7 +12,7 @@ import pytest
 
 import kernels
 import kernels.minifloat
-from formats import Minifloat, Rounding, parse
+from formats import Minifloat, Register, Rounding, parse
 from formats.errors import RsimError
 from formats.float_nb import round_float
 from plans import float_plan_of, plan_of
@@ -341,4 +341,21 @@ def test_a_reduction_that_can_never_round_takes_blas_and_equals_the_sequential_r
     wide = a_fmt.quantize(np.full((1, 40), 7.9375))  # 40 x 7.9375 x 2: no longer provably exact
     with pytest.raises(AssertionError, match="sequential row loop ran"):
         kernels.minifloat_gemm(wide, np.full((40, 1), 1.984375), float_plan_of(FP16),
+                               a_format=a_fmt, b_format=b_fmt)
+
+
+def test_an_fp32_register_in_blas_order_is_caffes_float_gemm():
+    """order: blas is what Caffe computes for Ristretto: float32 operands into sgemm, then the
+    float32 bias; a partial-sum step has no place in it."""
+    a_fmt, b_fmt = parse("fixed<32,16>"), parse("fixed<16,15>")
+    rng = np.random.default_rng(9)
+    a = a_fmt.quantize(rng.normal(0, 30, (7, 300)))
+    b = b_fmt.quantize(rng.normal(0, 0.2, (300, 5)))
+    bias = FP32.quantize(rng.normal(0, 1, 5))
+    plan = kernels.ReductionPlan(Register(format=FP32, order="blas"))
+    ours = kernels.minifloat_gemm(a, b, plan, a_format=a_fmt, b_format=b_fmt, bias=bias)
+    expected = (a.astype(np.float32) @ b.astype(np.float32)) + bias.astype(np.float32)
+    np.testing.assert_array_equal(ours, expected.astype(np.float64))
+    with pytest.raises(RsimError, match="no partial-sum step"):
+        kernels.minifloat_gemm(a, b, kernels.ReductionPlan(Register(format=FP32, order="blas"), 16),
                                a_format=a_fmt, b_format=b_fmt)

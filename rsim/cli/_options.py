@@ -1,12 +1,13 @@
 """The option groups several commands share, each turned into one object before the command runs:
-`data_options` -> `data: DataOptions | None` (None without --data), `run_options` ->
-`run: RunOptions`."""
+`model_options` -> `model: ModelOptions` (MODEL, --weights, --input-shape), `data_options` ->
+`data: DataOptions | None` (None without --data), `run_options` -> `run: RunOptions`."""
 
 from __future__ import annotations
 
 import functools
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -17,6 +18,72 @@ from rsim.cli._fmt import parse_dims
 _DATA_KEYS = ("data", "x_name", "y_name", "label_column", "sample_shape", "resize", "crop",
               "mean", "scale", "channel_order", "grayscale")
 _RUN_KEYS = ("batch", "limit", "seed", "threads", "trace", "trace_tensors")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model a command reads: MODEL (None: the shipped default model), its separate
+    weights file (a Caffe .caffemodel) and bound input shapes."""
+
+    path: Path | None
+    weights: Path | None
+    input_shapes: dict[str, tuple[int, ...]]
+
+    @property
+    def given(self) -> bool:
+        return self.path is not None
+
+    def load(self):
+        """The Network, after telling on stderr what the user should know about it (a Caffe
+        net without weights runs on random ones)."""
+        from rsim.loader import load
+        from rsim.shipped import default_model_path
+
+        network = load(self.path or default_model_path(), weights=self.weights,
+                       input_shapes=self.input_shapes or None)
+        for note in network.notes:
+            click.echo(f"rsim: note: {note}", err=True)
+        return network
+
+
+def parse_input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
+    """NAME=1x3x224x224 (or NAME=1,3,224,224) options as {name: shape}."""
+    shapes = {}
+    for spec in specs:
+        name, sep, dims = spec.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            shapes[name] = parse_dims(dims)
+        except ValueError:
+            raise RsimError(
+                f"--input-shape {spec!r} is not NAME=DIMS (e.g. input=1x3x224x224)"
+            ) from None
+    return shapes
+
+
+def model_options(function):
+    """MODEL, --weights and --input-shape; the command receives `model: ModelOptions`."""
+    options = [
+        click.argument("model", required=False, type=click.Path(dir_okay=False,
+                                                                path_type=Path)),
+        click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Weights file of a Caffe MODEL.prototxt (.caffemodel); without it a "
+                          "Caffe net gets seeded random weights."),
+        click.option("--input-shape", "input_shape", multiple=True, metavar="NAME=DIMS",
+                     help="Bind an input's symbolic dimensions, e.g. input=1x3x224x224 "
+                          "(repeatable)."),
+    ]
+
+    @functools.wraps(function)
+    def command(**kwargs):
+        model = ModelOptions(kwargs.pop("model"), kwargs.pop("weights"),
+                             parse_input_shapes(kwargs.pop("input_shape")))
+        return function(model=model, **kwargs)
+
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 def _size(text: str | None, what: str) -> tuple[int, ...] | int | None:

@@ -2,31 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 from rich.console import Console
 from rich.table import Table
 
 from formats.errors import RsimError
-from rsim.cli._fmt import parse_dims
+from rsim.cli._options import ModelOptions, model_options
 from rsim.shipped import default_model_path
-
-
-def parse_input_shapes(specs: tuple[str, ...]) -> dict[str, tuple[int, ...]]:
-    """NAME=1x3x224x224 (or NAME=1,3,224,224) options as {name: shape}."""
-    shapes = {}
-    for spec in specs:
-        name, sep, dims = spec.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            shapes[name] = parse_dims(dims)
-        except ValueError:
-            raise RsimError(
-                f"--input-shape {spec!r} is not NAME=DIMS (e.g. input=1x3x224x224)"
-            ) from None
-    return shapes
 
 
 def _dims(shape: tuple[int, ...]) -> str:
@@ -34,29 +16,20 @@ def _dims(shape: tuple[int, ...]) -> str:
 
 
 @click.command("info")
-@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--input-shape",
-    "input_shape",
-    multiple=True,
-    metavar="NAME=DIMS",
-    help="Bind an input's symbolic dimensions, e.g. input=1x3x224x224 (repeatable).",
-)
+@model_options
 @click.option(
     "--batch",
     type=int,
     default=None,
     help="Batch size for shapes and MACs (default: the batch bound at import).",
 )
-def info_command(model: Path | None, input_shape: tuple[str, ...], batch: int | None) -> None:
+def info_command(model: ModelOptions, batch: int | None) -> None:
     """Show MODEL's layers (op, input/output shapes, parameters, MACs) and totals.
 
     Without MODEL, show the default model shipped with rsim.
     """
-    from rsim.loader import load
-
-    path = model or default_model_path()
-    net = load(path, input_shapes=parse_input_shapes(input_shape) or None)
+    net = model.load()
+    path = model.path or default_model_path()
     if not net.is_bound:
         dims = ", ".join(
             f"{n}=" + "x".join("?" if d is None else str(d) for d in spec)

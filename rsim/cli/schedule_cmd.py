@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import click
 
 import hwconfigs
 from formats.errors import RsimError
 from rsim import scalesim_io
+from rsim.cli._options import ModelOptions, model_options
 from rsim.schedule import OS_FILLS, ROW_COLUMNS, schedule, schedule_rows
 
 FORMATS = ("table", "csv", "json")
@@ -45,18 +45,17 @@ def render_csv(columns: tuple[str, ...], rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def load_layers(model: str, batch: int):
+def load_layers(model: ModelOptions, batch: int):
     """GEMM work of a model file: a SCALE-Sim topology CSV, or any model `rsim.load` reads."""
-    if Path(model).suffix.lower() == ".csv":
-        return scalesim_io.read_topology(model, batch=batch)
-    import rsim
+    if model.path.suffix.lower() == ".csv":
+        return scalesim_io.read_topology(model.path, batch=batch)
     from rsim.schedule.from_network import network_work
 
-    return network_work(rsim.load(model), batch=batch)
+    return network_work(model.load(), batch=batch)
 
 
 @click.command("schedule")
-@click.argument("model", required=False)
+@model_options
 @click.option("--hw", "hw_config", default=None,
               help=f"shipped config name or YAML path (default: {hwconfigs.DEFAULT})")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1),
@@ -69,7 +68,7 @@ def load_layers(model: str, batch: int):
               help="SCALE-Sim .cfg: print SCALE-Sim COMPUTE_REPORT rows instead")
 @click.option("--scalesim-topology", type=click.Path(dir_okay=False),
               help="SCALE-Sim topology CSV (conv or gemm format), with --scalesim-config")
-def schedule_command(model: str | None, hw_config: str | None, batch: int, output: str,
+def schedule_command(model: ModelOptions, hw_config: str | None, batch: int, output: str,
                      os_fill: str, scalesim_config: str | None,
                      scalesim_topology: str | None) -> None:
     """Per-layer GEMM shape, folds, cycles, utilization, traffic and energy of MODEL on --hw.
@@ -78,7 +77,7 @@ def schedule_command(model: str | None, hw_config: str | None, batch: int, outpu
     --scalesim-topology (and no MODEL) the output has SCALE-Sim's COMPUTE_REPORT.csv columns.
     """
     if scalesim_config or scalesim_topology:
-        if not (scalesim_config and scalesim_topology) or model or hw_config or batch != 1:
+        if not (scalesim_config and scalesim_topology) or model.given or hw_config or batch != 1:
             raise RsimError("--scalesim-config and --scalesim-topology go together, without "
                             "MODEL, --hw or --batch (SCALE-Sim runs batch 1)")
         config = scalesim_io.read_config(scalesim_config)
@@ -94,7 +93,7 @@ def schedule_command(model: str | None, hw_config: str | None, batch: int, outpu
         else:
             click.echo(render_table(columns, rows), nl=False)
         return
-    if model is None:
+    if not model.given:
         raise RsimError("give a MODEL (or --scalesim-config with --scalesim-topology)")
     accel = hwconfigs.load(hw_config or hwconfigs.DEFAULT)
     result = schedule(load_layers(model, batch), accel, batch=batch, os_fill=os_fill)
@@ -102,10 +101,10 @@ def schedule_command(model: str | None, hw_config: str | None, batch: int, outpu
     if output == "csv":
         click.echo(render_csv(ROW_COLUMNS, rows), nl=False)
     elif output == "json":
-        click.echo(json.dumps({"model": model, "hw": accel.name, "batch": batch,
+        click.echo(json.dumps({"model": str(model.path), "hw": accel.name, "batch": batch,
                                "os_fill": os_fill, "layers": rows[:-1], "total": rows[-1]},
                               indent=1))
     else:
-        click.echo(f"{model} on {accel.name} ({accel.array.rows}x{accel.array.cols} "
+        click.echo(f"{model.path} on {accel.name} ({accel.array.rows}x{accel.array.cols} "
                    f"{accel.array.dataflow.upper()}), batch {batch}")
         click.echo(render_table(ROW_COLUMNS, rows), nl=False)

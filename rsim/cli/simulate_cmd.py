@@ -18,7 +18,7 @@ from rich.table import Table
 
 from hwconfigs.loader import DEFAULT
 from rsim.cli._fmt import count, number, percent
-from rsim.cli._options import data_options, dataset_for, run_options
+from rsim.cli._options import data_options, dataset_for, model_options, run_options
 
 
 def _db(value: float | None) -> str:
@@ -75,9 +75,10 @@ def print_result(result, console: Console) -> None:
 
 
 @click.command("simulate")
-@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@model_options
 @click.option("--hw", default=None, help="Accelerator: a shipped config name or a YAML file "
-              f"(default: {DEFAULT}; see `rsim hw list`).")
+              f"(default: {DEFAULT}, or ristretto-caffe for a Ristretto prototxt; see "
+              "`rsim hw list`).")
 @data_options
 @click.option("--qspec", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Quantization spec YAML: per-layer format overrides and calibration.")
@@ -88,11 +89,9 @@ def simulate_command(model, hw, data, qspec, run) -> None:
     Without MODEL, the shipped default model runs on the shipped validation digits.
     """
     from rsim import simulate
-    from rsim.loader import load
-    from rsim.shipped import default_model_path
 
-    network = load(model or default_model_path())
-    dataset = dataset_for(data, model is not None)
+    network = model.load()
+    dataset = dataset_for(data, model.given)
     console = Console()
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from rsim.cli._options import data_options, dataset_for
+from rsim.cli._options import data_options, dataset_for, model_options
 
 
 @click.command("vectors")
-@click.argument("model", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@model_options
 @click.option("--hw", default=None, help="Accelerator: a shipped config name or a YAML file.")
 @click.option("--layer", "layer_name", required=True, help="The layer to write vectors for.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -28,14 +28,12 @@ def vectors_command(model, hw, layer_name, out_dir, samples, data, qspec, seed) 
     accumulator and output codes as $readmemh hex files plus a manifest.json of shapes,
     formats, memory layout and the reduction plan. Dynamic formats are calibrated on the data.
     """
-    from rsim.loader import load
     from rsim.quant.qspec import load_qspec, with_model_quantization
-    from rsim.shipped import default_model_path
     from rsim.simulation import model_data, prepare, resolve_accelerator
     from rsim.vectors import write_vectors
 
-    network = load(model or default_model_path())
-    dataset = dataset_for(data, model is not None)
+    network = model.load()
+    dataset = dataset_for(data, model.given)
     dataset = model_data(network, dataset)
     spec, _ = load_qspec(qspec)
     run = prepare(network, resolve_accelerator(hw, network), with_model_quantization(spec, network),

@@ -22,7 +22,7 @@ from rsim.frontends.caffe.parse import (
 from rsim.frontends.caffe.plan import ScoreLayer, plan_net
 from rsim.frontends.caffe.ristretto import FLOAT_TYPES, RistrettoParams, model_quantization
 from rsim.frontends.caffe.transform import CaffeTransform
-from rsim.network import Network
+from rsim.network import Network, Scoring
 
 # LayerParameter fields Ristretto builds have stored quantization_param in, newest first
 _QUANTIZATION_FIELDS = ("quantization_param", "quantization_param_148", "quantization_param_147")
@@ -108,6 +108,12 @@ def read_caffe(
         input_shapes=input_shapes,
         quantization=model_quantization(quantization, str(prototxt)),
         input_transforms={name: t for name, t in plan.transforms.items() if not t.is_identity},
+        scoring=_scoring(plan.scores),
+        final_versions={version: versions[-1] for versions in plan.blob_versions.values()
+                        for version in versions},
+        notes=() if weights is not None else (
+            f"{prototxt.name}: no caffemodel given, so the layers hold seeded random weights "
+            "(schedules are exact; accuracies are meaningless)",),
     )
     test_net = schema.NetParameter(name=net.name, state=net.state)
     test_net.layer.extend(layers)
@@ -135,6 +141,18 @@ def load_caffe(
 ) -> Network:
     """The Network of `read_caffe(prototxt, weights, input_shapes)`."""
     return read_caffe(prototxt, weights, input_shapes).network
+
+
+def _scoring(scores: list[ScoreLayer]) -> Scoring | None:
+    """The network's Scoring from its Accuracy and loss layers (those reading the first scored
+    tensor)."""
+    if not scores:
+        return None
+    prediction = scores[0].prediction
+    read = [s for s in scores if s.prediction == prediction]
+    return Scoring(prediction,
+                   tuple(sorted({s.top_k for s in read if s.top_k is not None})) or (1,),
+                   any(s.type == "SoftmaxWithLoss" for s in read))
 
 
 def _hash_file(digest, data: bytes) -> None:
