@@ -33,13 +33,14 @@ def cli() -> None:
 
 
 def _add_commands() -> None:
-    from rsim.cli import (format_cmd, hw_cmd, info_cmd, schedule_cmd, simulate_cmd, trace_cmd,
-                          vectors_cmd)
+    from rsim.cli import (format_cmd, hw_cmd, info_cmd, quantize_cmd, schedule_cmd, score_cmd,
+                          simulate_cmd, trace_cmd, vectors_cmd)
 
     for command in (simulate_cmd.simulate_command, info_cmd.info_command,
                     schedule_cmd.schedule_command, hw_cmd.hw_command,
                     format_cmd.format_command, trace_cmd.trace_group,
-                    vectors_cmd.vectors_command):
+                    vectors_cmd.vectors_command, score_cmd.score_command,
+                    quantize_cmd.quantize_command):
         cli.add_command(command)
 
 

@@ -56,7 +56,7 @@ class PerLayerSearch:
                      "bias": {"bits": BIAS_BITS, "fl": "dynamic"}}
             if with_registers and name in self.accumulators:
                 register = {"bits": self.accumulators[name], "overflow": "saturate"}
-                entry |= {"accumulator": register, "partial_sum": register}
+                entry |= {"accumulator": register, "partial_sum": dict(register)}
             entries.append(entry)
         return entries
 
@@ -142,3 +142,22 @@ def accumulator_bits(data: SearchData, hw: Accelerator, entries: list[dict],
                 reach = max(-int(outcome.acc.min()), int(outcome.acc.max()), 1)
                 largest[quant.layer.name] = max(largest.get(quant.layer.name, 1), reach)
     return {name: reach.bit_length() + 1 for name, reach in largest.items()}
+
+
+def design_costs(network, hw: Accelerator, entries: list[dict]) -> tuple[int, float]:
+    """(weight memory bits, MAC energy in pJ of one inference) of a design on `hw`: each MAC
+    layer's weight count times its weight width, and its MACs times the energy table's figure
+    for its wider operand."""
+    from hwconfigs.schema import operand_bits
+    from rsim.schedule.from_network import network_work
+
+    spec = QSpec.model_validate({"layers": entries})
+    datapaths = {layer.name: spec.datapath_for(layer.name, hw.datapath) for layer in network.layers}
+    work = {w.name: w for w in network_work(network, batch=1)}
+    bits, energy = 0, 0.0
+    for layer in mac_layers(network):
+        datapath = datapaths[layer.name]
+        weights = layer.params.get("weight", layer.params.get("constant"))
+        bits += int(weights.size) * datapath.weights.bits
+        energy += work[layer.name].macs * hw.energy.mac_energy_pj(operand_bits(datapath))
+    return bits, energy

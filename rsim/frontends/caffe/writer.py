@@ -8,14 +8,13 @@ V2 layer format, atomically.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from google.protobuf import text_format
 
 from formats.errors import RsimError
+from rsim.files import write_atomically
 from rsim.frontends.caffe import schema
 from rsim.frontends.caffe.model import CaffeModel
 from rsim.frontends.caffe.ristretto import FLOAT_TYPES, RISTRETTO_TYPES, RistrettoParams
@@ -68,26 +67,5 @@ def write_ristretto_prototxt(
             + ", ".join(model.skipped_fields)
             + "\n"
         )
-    _write_atomically(path, header + text_format.MessageToString(net))
+    write_atomically(path, (header + text_format.MessageToString(net)).encode())
     return path
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise RsimError(f"cannot write {path}: folder {folder} does not exist")
-    try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    except OSError as error:
-        raise RsimError(f"cannot write {path}: {error.strerror or error}") from error
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise RsimError(f"cannot write {path}: {error.strerror or error}") from error
-        raise
