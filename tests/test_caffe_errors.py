@@ -173,3 +173,31 @@ def test_impossible_convolution_parameters_are_named(tmp_path, param, expected):
                     f'top: "z" {param} }}\n')  # fmt: skip
     message = error_of(lambda: read_caffe(path))
     assert message.startswith(f"{path}: layer 'c2' (Convolution): ") and expected in message
+
+
+@pytest.mark.parametrize("case", ["malformed", "mismatch", "unknown type", "missing weights"])
+def test_each_bad_caffe_input_is_one_stderr_line_and_exit_2_on_the_cli(tmp_path, conv_net, case):
+    from click.testing import CliRunner
+
+    from rsim.cli import cli
+
+    model, weights = conv_net, tmp_path / "w.caffemodel"
+    weights.write_bytes(_conv_caffemodel(np.zeros((4, 3, 3, 3), np.float32),
+                                         np.zeros(4, np.float32)))
+    if case == "malformed":
+        model = tmp_path / "bad.prototxt"
+        model.write_text('layer { name: "a" type: "ReLU"\n')
+    elif case == "mismatch":
+        weights.write_bytes(_conv_caffemodel(np.zeros((4, 3, 5, 5), np.float32),
+                                             np.zeros(4, np.float32)))
+    elif case == "unknown type":
+        model = tmp_path / "odd.prototxt"
+        model.write_text(CONV_PROTOTXT.replace('"Convolution"', '"Crop3D"'))
+    else:
+        weights = tmp_path / "absent.caffemodel"
+    result = CliRunner().invoke(cli, ["info", str(model), "--weights", str(weights)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rsim: error: ")
+    assert {"malformed": ":1:25:", "mismatch": "'conv'", "unknown type": "Crop3D",
+            "missing weights": "absent.caffemodel"}[case] in lines[0]
