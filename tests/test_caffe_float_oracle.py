@@ -106,6 +106,7 @@ def max_relative_errors(model, x: np.ndarray) -> dict[str, float]:
     return errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(REAL_CASES))
 def test_real_net_agrees_with_onnxruntime_on_every_blob(case):
     prototxt, weights, shape, scale = REAL_CASES[case]

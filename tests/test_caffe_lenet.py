@@ -18,6 +18,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 def test_lenet_scores_99_92_percent_on_the_real_digits():
     model = read_caffe(LENET / "lenet_train_test.prototxt", LENET / "lenet_iter_10000.caffemodel")
     (accuracy,) = [s for s in model.scores if s.type == "Accuracy"]

@@ -9,6 +9,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -186,6 +187,7 @@ def same(a: float, b: float) -> bool:
                                                   math.copysign(1, b))
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(minifloat_cases())
 @example((parse("float<1,1,bias=0,subnormals=false,special=fn>"), -1.0, "nearest_even", False,
@@ -296,6 +298,7 @@ def _scaled(v: float, exponent: int) -> float:
     return math.copysign(5e-324, quotient) if result == 0 and quotient != 0 else result
 
 
+@pytest.mark.slow
 @SETTINGS
 @given(st.sampled_from(["fp8_e4m3fn", "fp8_e5m2", "fp6_e3m2fn", "fp6_e2m3fn", "fp4_e2m1fn"]),
        st.lists(st.floats(-1e6, 1e6), min_size=4, max_size=4), st.integers(-20, 20),

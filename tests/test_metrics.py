@@ -53,6 +53,7 @@ def _split(arrays, cuts):
     return [tuple(a[lo:hi] for a in arrays) for lo, hi in zip(bounds, bounds[1:])]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(paired_batches())
 def test_any_split_into_batches_gives_bitwise_the_statistics_of_the_concatenation(case):
@@ -83,6 +84,7 @@ def _exact_reference(reference, simulated):
     }
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(paired_batches())
 def test_statistics_match_exact_rational_sums(case):

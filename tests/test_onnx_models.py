@@ -58,6 +58,7 @@ def _mnist_digits() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :784].reshape(-1, 1, 28, 28), table[:, 784].astype(np.int64)
 
 
+@pytest.mark.slow
 @needs_mnist8
 @pytest.mark.skipif(not DIGITS_CSV.exists(), reason="../shared/real/datasets is not present")
 def test_mnist8_scores_99_36_percent_on_the_5000_real_digits_in_batches_of_any_size():

@@ -60,6 +60,7 @@ def test_the_ristretto_search_reproduces_ristrettos_lenet_choice():
     assert len(steps) >= 12  # every step of the three sweeps, with its accuracy
 
 
+@pytest.mark.slow
 def test_a_written_ristretto_prototxt_reloads_and_scores_as_the_search_measured(digits_1k,
                                                                                  tmp_path):
     out = tmp_path / "quantized.prototxt"
@@ -73,6 +74,7 @@ def test_a_written_ristretto_prototxt_reloads_and_scores_as_the_search_measured(
     assert result.top1_quantized == pytest.approx(measured, abs=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["minifloat", "integer_power_of_2_weights"])
 def test_minifloat_and_power_of_two_modes_run_end_to_end(digits_1k, tmp_path, mode):
     out = tmp_path / f"{mode}.prototxt"
@@ -87,6 +89,7 @@ def test_minifloat_and_power_of_two_modes_run_end_to_end(digits_1k, tmp_path, mo
     assert 0.5 < result.top1_quantized <= 1.0
 
 
+@pytest.mark.slow
 def test_the_per_layer_search_keeps_the_margin_with_fewer_weight_bits(digits_1k, tmp_path):
     out = tmp_path / "per_layer.yaml"
     code, text = _cli(["quantize", *_lenet(), "--data", digits_1k, "--error-margin", "1",

@@ -106,6 +106,7 @@ def test_a_narrow_accumulator_lowers_sqnr_exactly_where_it_saturates(default_net
     _assert_sqnr_drops_exactly_where_it_saturates(default_network, default_data_path(), tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MNIST8.exists() and DIGITS.exists()), reason="../shared/real not present")
 def test_mnist8_with_a_12_bit_accumulator_drops_sqnr_exactly_where_it_saturates(tmp_path):
     digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))
@@ -219,6 +220,7 @@ def test_stochastic_rounding_is_reproducible_by_seed(default_network):
     assert run(1) != run(2)
 
 
+@pytest.mark.slow
 def test_results_are_bitwise_the_same_for_any_thread_count(default_network, tmp_path):
     """Batches run in parallel threads are folded in order, each with its own stochastic
     stream: every figure and every stored tensor is identical to a one-thread run. A 14-bit
@@ -251,6 +253,7 @@ def test_a_thread_count_below_one_is_one_error(default_network):
         simulate(default_network, inputs=default_data_path(), threads=0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (MNIST8.exists() and DIGITS.exists()), reason="../shared/real not present")
 def test_mnist8_int8_with_32_bit_accumulators_agrees_on_99_percent_of_real_digits():
     digits = open_dataset(DIGITS, label_column=784, sample_shape=(1, 28, 28))

@@ -394,6 +394,7 @@ def _is_png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_drift_plot_writes_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     trace = _trace_with(tmp_path, "t.h5", [
