@@ -61,9 +61,11 @@ class FloatReference:
                             f" in batches of {self.batch_size}; this run has model "
                             f"{network.sha256} in batches of {batch_size}")
 
-    def batch(self, index: int, x: np.ndarray) -> dict[str, np.ndarray]:
+    def batch(self, index: int, x: np.ndarray, keep: bool | None = None) -> dict[str, np.ndarray]:
         """Every tensor the float path keeps for batch `index` (whose samples are `x`), the
-        graph input included."""
+        graph input included. A batch computed here is kept for a later call when `keep` says
+        so (default: when the reference is shared; a run's own reference keeps only the
+        calibration batches, which its first batches reuse)."""
         kept = self._kept.get(index) if self.shared else self._kept.pop(index, None)
         if kept is not None and len(kept[self.network.inputs[0]]) == len(x):
             return kept
@@ -73,7 +75,8 @@ class FloatReference:
         tensors = self.network.run_float(x, collect=True)
         tensors[self.network.inputs[0]] = x
         self.computed += 1
-        self._keep(index, tensors)
+        if self.shared if keep is None else keep:
+            self._keep(index, tensors)
         return tensors
 
     # ----- memory ----------------------------------------------------------------------------

@@ -286,7 +286,7 @@ def prepare(network: Network, accelerator: Accelerator, spec: QSpec, dataset: Da
         def float_batches():
             for index, (x, _) in enumerate(dataset.iter_batches(batch_size,
                                                                 spec.calibration.samples)):
-                yield reference.batch(index, x)
+                yield reference.batch(index, x, keep=True)
 
         ranges = collect_ranges(float_batches(), wanted, spec.calibration, seed)
     # stochastic rounding of weights and biases draws from its own stream, seeded like the run
