@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from kernels.fdepthwise import depthwise_conv2d_float
 from kernels.threads import blas_threads_for
 
 _GATHER_BYTES = 1 << 21  # the batch runs in chunks whose gathered patches stay cache-sized
@@ -73,17 +74,18 @@ def conv2d_float(
     """Convolution of NCHW x with OIHW w (no bias) in x's float dtype, (N, O, OH, OW).
 
     Per group, GEMMs over chunks of the batch (see `_gemm_im2col`, `_gemm_row_shifted`); depthwise
-    convs take a multiply-add per kernel tap instead. Every output is a sum of its products
+    convs take `kernels.fdepthwise` instead (a Numba loop, no GEMM). Every output is a sum of its products
     (no fast-convolution transform), so integer-valued data within the float type's exact
     range gives the exact result.
     """
     out_ch, in_per_group, kh, kw = w.shape
+    if in_per_group == 1 and groups > 1:
+        return depthwise_conv2d_float(x, w.astype(x.dtype, copy=False), strides, pads, dilations,
+                                      pad_value)  # fmt: skip
     (sh, sw), (dh, dw) = strides, dilations
     xp = pad_nchw(x, pads, pad_value)
     out_hw = ((xp.shape[2] - dh * (kh - 1) - 1) // sh + 1,
               (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1)  # fmt: skip
-    if in_per_group == 1 and groups > 1:
-        return _depthwise(xp, w, strides, dilations, out_hw, groups)
     row_shifted = sh == 1 and kh > 1 and in_per_group * kw >= 16
     gemm = _gemm_row_shifted if row_shifted else _gemm_im2col
     # gather buffer bytes per sample: (C, kw, Hp, Wo) rows or (C, kh, kw, Ho, Wo) patches
@@ -139,15 +141,3 @@ def _gemm_row_shifted(xp, w, strides, dilations, out_hw):
         part = np.matmul(w_row, rows[:, :, i * dh : i * dh + ho].reshape(in_ch * kw, ho * n * wo))
         y = part if y is None else np.add(y, part, out=y)
     return y.reshape(out_ch, ho, n, wo).transpose(2, 0, 1, 3)
-
-
-def _depthwise(xp, w, strides, dilations, out_hw, groups):
-    """Each output channel sees one input channel: a multiply-add per kernel tap beats a GEMM."""
-    out_ch, _, kh, kw = w.shape
-    mult = out_ch // groups
-    src = np.repeat(xp, mult, axis=1) if mult > 1 else xp
-    y = np.zeros((xp.shape[0], out_ch) + tuple(out_hw), dtype=xp.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            y += tap(src, i, j, strides, dilations, out_hw) * w[:, 0, i, j].reshape(1, -1, 1, 1)
-    return y
