@@ -73,8 +73,9 @@ def conv2d_float(
 ) -> np.ndarray:
     """Convolution of NCHW x with OIHW w (no bias) in x's float dtype, (N, O, OH, OW).
 
-    Per group, GEMMs over chunks of the batch (see `_gemm_im2col`, `_gemm_row_shifted`); depthwise
-    convs take `kernels.fdepthwise` instead (a Numba loop, no GEMM). Every output is a sum of its products
+    Per group, GEMMs over chunks of the batch (see `_gemm_im2col`, `_gemm_row_shifted`); 1x1
+    kernels a GEMM per sample straight into the output (`_pointwise`); depthwise convs take
+    `kernels.fdepthwise` instead (a Numba loop, no GEMM). Every output is a sum of its products
     (no fast-convolution transform), so integer-valued data within the float type's exact
     range gives the exact result.
     """
@@ -82,6 +83,8 @@ def conv2d_float(
     if in_per_group == 1 and groups > 1:
         return depthwise_conv2d_float(x, w.astype(x.dtype, copy=False), strides, pads, dilations,
                                       pad_value)  # fmt: skip
+    if (kh, kw) == (1, 1):
+        return _pointwise(x, w, strides, pads, groups, pad_value)
     (sh, sw), (dh, dw) = strides, dilations
     xp = pad_nchw(x, pads, pad_value)
     out_hw = ((xp.shape[2] - dh * (kh - 1) - 1) // sh + 1,
@@ -109,16 +112,31 @@ def conv2d_float(
     return y
 
 
+def _pointwise(x, w, strides, pads, groups, pad_value):
+    """1x1 kernels: per sample and group, weight (Og, Cg) times the sample's (Cg, Ho*Wo) pixels,
+    written straight into the NCHW output; with stride 1 and no padding the pixels are x itself
+    (no copy in, no transpose out)."""
+    xp = pad_nchw(x, pads, pad_value)
+    out_hw = ((xp.shape[2] - 1) // strides[0] + 1, (xp.shape[3] - 1) // strides[1] + 1)
+    n, out_ch, in_per_group = x.shape[0], w.shape[0], w.shape[1]
+    pixels = np.ascontiguousarray(tap(xp, 0, 0, strides, (1, 1), out_hw))
+    pixels = pixels.reshape(n, in_per_group * groups, out_hw[0] * out_hw[1])
+    per_group = out_ch // groups
+    y = np.empty((n, out_ch, pixels.shape[2]), dtype=x.dtype)
+    with blas_threads_for(per_group * in_per_group * pixels.shape[2]):
+        for g in range(groups):
+            np.matmul(w[g * per_group : (g + 1) * per_group].reshape(per_group, in_per_group),
+                      pixels[:, g * in_per_group : (g + 1) * in_per_group],
+                      out=y[:, g * per_group : (g + 1) * per_group])  # fmt: skip
+    return y.reshape((n, out_ch) + out_hw)
+
+
 def _gemm_im2col(xp, w, strides, dilations, out_hw):
     """weight (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM for the batch."""
     n = xp.shape[0]
     out_ch, in_ch, kh, kw = w.shape
     ho, wo = out_hw
-    if (kh, kw) == (1, 1) and strides == (1, 1):
-        cols = xp.transpose(1, 0, 2, 3).reshape(in_ch, n * ho * wo)
-    else:
-        cols = im2col(xp, (kh, kw), strides, dilations, out_hw)
-        cols = cols.reshape(in_ch * kh * kw, n * ho * wo)
+    cols = im2col(xp, (kh, kw), strides, dilations, out_hw).reshape(in_ch * kh * kw, n * ho * wo)
     y = np.matmul(w.reshape(out_ch, -1), cols)
     return y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
 

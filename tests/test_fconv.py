@@ -1,12 +1,14 @@
 """The float convolution kernels against references written from the definition: the depthwise
 kernel bit for bit against direct loops in its documented summation order and within the
-rounding-error bound of the exact sum (Fractions); the whole float path of a MobileNetV2-like
-model against onnxruntime."""
+rounding-error bound of the exact sum (Fractions); every path of `conv2d_float` (im2col,
+row-shifted, 1x1, depthwise; batch chunks) within that bound of the sum taken output by output;
+the whole float path of a MobileNetV2-like model against onnxruntime."""
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import rsim
+from kernels import fconv
 from kernels.fconv import conv2d_float
 from kernels.fdepthwise import depthwise_conv2d_float
 from tests.imagenet_graphs import mobilenet_v2
@@ -113,6 +116,59 @@ def test_depthwise_is_within_the_rounding_bound_of_the_exact_sum(case):
         magnitude = math.fsum(abs(float(v) * float(wt)) for v, wt in products)
         bound = gamma * magnitude + taps * float(info.smallest_subnormal)
         assert abs(Fraction(float(got[index])) - exact) <= Fraction(bound) * (1 + 1e-12), index
+
+
+@st.composite
+def conv_cases(draw):
+    """x, w, strides, pads, dilations, groups, pad_value: small random grouped convolutions; up
+    to 8 input channels per group so that 3-wide kernels reach the row-shifted GEMMs."""
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    groups, out_per_group = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    in_per_group = draw(st.one_of(st.integers(1, 3), st.integers(6, 8)))
+    kernel = draw(st.tuples(st.integers(1, 3), st.integers(1, 3)))
+    strides = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    dilations = draw(st.tuples(st.integers(1, 2), st.integers(1, 2)))
+    pads = draw(st.tuples(*[st.integers(0, 2)] * 4))
+    size = []
+    for axis in (0, 1):
+        span = dilations[axis] * (kernel[axis] - 1) + 1
+        size.append(max(1, span - pads[axis] - pads[axis + 2] + draw(st.integers(0, 5))))
+    values = st.floats(-8, 8, width=np.dtype(dtype).itemsize * 8)
+    x = draw(arrays(dtype, (draw(st.integers(1, 3)), groups * in_per_group, *size),
+                    elements=values))  # fmt: skip
+    w = draw(arrays(dtype, (groups * out_per_group, in_per_group, *kernel), elements=values))
+    pad_value = draw(st.sampled_from([0.0, draw(values)]))
+    return x, w, strides, pads, dilations, groups, pad_value
+
+
+@settings(max_examples=120, deadline=None)
+@given(conv_cases(), st.sampled_from([64, 1 << 21]))
+def test_conv2d_float_is_within_the_rounding_bound_of_each_outputs_sum(case, gather_bytes):
+    # Any order of summing K products errs by at most γ_K·Σ|x·w| (Higham, eq. 3.5), whatever
+    # BLAS does; the reference, math.fsum of float64 products, by at most u64·Σ|x·w| more.
+    # A 64-byte gather budget makes every batch run one sample per chunk.
+    x, w, strides, pads, dilations, groups, pad_value = case
+    with mock.patch.object(fconv, "_GATHER_BYTES", gather_bytes):
+        got = conv2d_float(x, w, strides, pads, dilations, groups, pad_value)
+    (sh, sw), (dh, dw), (top, left, bottom, right) = strides, dilations, pads
+    out_ch, in_per_group, kh, kw = w.shape
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)),
+                    constant_values=float(x.dtype.type(pad_value)))  # fmt: skip
+    out_h = (padded.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    out_w = (padded.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    assert got.shape == (x.shape[0], out_ch, out_h, out_w) and got.dtype == x.dtype
+    taps = in_per_group * kh * kw
+    unit = float(np.finfo(x.dtype).eps) / 2
+    gamma = taps * unit / (1 - taps * unit) + 2.0**-53
+    tiny = taps * float(np.finfo(x.dtype).smallest_subnormal)
+    for (b, o, oy, ox), value in np.ndenumerate(got):
+        c = o // (out_ch // groups) * in_per_group
+        window = padded[b, c : c + in_per_group, oy * sh : oy * sh + dh * (kh - 1) + 1 : dh,
+                        ox * sw : ox * sw + dw * (kw - 1) + 1 : dw]  # fmt: skip
+        products = (window * w[o].astype(np.float64)).ravel()
+        exact = math.fsum(products)
+        bound = gamma * math.fsum(np.abs(products)) + tiny
+        assert abs(float(value) - exact) <= bound * (1 + 1e-9), (b, o, oy, ox)
 
 
 def test_depthwise_rejects_weights_that_are_not_depthwise_and_mixed_dtypes():
