@@ -169,8 +169,9 @@ def bench(label: str, model: onnx.ModelProto, simulate: bool) -> None:
         for row in rows:
             best, times = timed_runs(row.run, REPEATS, warmup=False)
             baseline = baseline or best
-            print(f"{label:<17} {row.label:<38} {best * 1e3:9.1f} {statistics.median(times) * 1e3:9.1f}"
-                  f" {best / baseline:7.2f}x  {row.note}", flush=True)  # fmt: skip
+            median = statistics.median(times)
+            print(f"{label:<17} {row.label:<38} {best * 1e3:9.1f} {median * 1e3:9.1f} "
+                  f"{best / baseline:7.2f}x  {row.note}", flush=True)  # fmt: skip
 
 
 def main() -> None:

@@ -90,7 +90,11 @@ def conv2d_float(
     out_hw = ((xp.shape[2] - dh * (kh - 1) - 1) // sh + 1,
               (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1)  # fmt: skip
     row_shifted = sh == 1 and kh > 1 and in_per_group * kw >= 16
-    gemm = _gemm_row_shifted if row_shifted else _gemm_im2col
+    if row_shifted:  # the weights of kernel row i as one (O, C*kw) matrix, arranged once per call
+        gemm, weights = _gemm_row_shifted, np.ascontiguousarray(w.transpose(2, 0, 1, 3))
+        weights = weights.reshape(kh, out_ch, in_per_group * kw)
+    else:
+        gemm, weights = _gemm_im2col, w.reshape(out_ch, in_per_group * kh * kw)
     # gather buffer bytes per sample: (C, kw, Hp, Wo) rows or (C, kh, kw, Ho, Wo) patches
     taps = kw * xp.shape[2] if row_shifted else kh * kw * out_hw[0]
     per_sample = in_per_group * taps * out_hw[1] * x.dtype.itemsize
@@ -104,7 +108,8 @@ def conv2d_float(
             for first in range(0, x.shape[0], chunk):
                 y[first : first + chunk, g * per_group : (g + 1) * per_group] = gemm(
                     xp[first : first + chunk, g * in_per_group : (g + 1) * in_per_group],
-                    w[g * per_group : (g + 1) * per_group],
+                    weights[..., g * per_group : (g + 1) * per_group, :],
+                    (kh, kw),
                     strides,
                     dilations,
                     out_hw,
@@ -131,22 +136,23 @@ def _pointwise(x, w, strides, pads, groups, pad_value):
     return y.reshape((n, out_ch) + out_hw)
 
 
-def _gemm_im2col(xp, w, strides, dilations, out_hw):
-    """weight (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM for the batch."""
+def _gemm_im2col(xp, weights, kernel, strides, dilations, out_hw):
+    """weights (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM for the batch."""
     n = xp.shape[0]
-    out_ch, in_ch, kh, kw = w.shape
     ho, wo = out_hw
-    cols = im2col(xp, (kh, kw), strides, dilations, out_hw).reshape(in_ch * kh * kw, n * ho * wo)
-    y = np.matmul(w.reshape(out_ch, -1), cols)
-    return y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
+    cols = im2col(xp, kernel, strides, dilations, out_hw).reshape(-1, n * ho * wo)
+    y = np.matmul(weights, cols)
+    return y.reshape(-1, n, ho, wo).transpose(1, 0, 2, 3)
 
 
-def _gemm_row_shifted(xp, w, strides, dilations, out_hw):
+def _gemm_row_shifted(xp, weights, kernel, strides, dilations, out_hw):
     """For vertical stride 1: gather only the kw horizontal taps, in (C, kw, H, N, Wo) order, so
     the patches of kernel row i are a strided view of it (rows i*dh .. i*dh+Ho); kh GEMMs of
-    depth C*kw then accumulate. kw/(kh*kw) of im2col's copying, same arithmetic."""
+    depth C*kw (`weights[i]`, (O, C*kw)) then accumulate. kw/(kh*kw) of im2col's copying, same
+    arithmetic."""
     n, in_ch, hp, _ = xp.shape
-    out_ch, _, kh, kw = w.shape
+    kh, kw = kernel
+    out_ch = weights.shape[1]
     ho, wo = out_hw
     sw, (dh, dw) = strides[1], dilations
     rows = np.empty((in_ch, kw, hp, n, wo), dtype=xp.dtype)
@@ -155,7 +161,7 @@ def _gemm_row_shifted(xp, w, strides, dilations, out_hw):
         rows[:, j] = by_row[:, :, :, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
     y = None
     for i in range(kh):
-        w_row = np.ascontiguousarray(w[:, :, i, :]).reshape(out_ch, in_ch * kw)
-        part = np.matmul(w_row, rows[:, :, i * dh : i * dh + ho].reshape(in_ch * kw, ho * n * wo))
+        patches = rows[:, :, i * dh : i * dh + ho].reshape(in_ch * kw, ho * n * wo)
+        part = np.matmul(weights[i], patches)
         y = part if y is None else np.add(y, part, out=y)
     return y.reshape(out_ch, ho, n, wo).transpose(2, 0, 1, 3)

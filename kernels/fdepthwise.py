@@ -43,7 +43,7 @@ def depthwise_conv2d_float(
                          f"got {x.dtype} and {w.dtype}")  # fmt: skip
     if x.ndim != 4 or w.ndim != 4 or w.shape[1] != 1 or w.shape[0] % x.shape[1]:
         raise ValueError(f"depthwise_conv2d_float: weight shape {w.shape} is not depthwise for "
-                         f"input shape {x.shape} (want (C·m, 1, kh, kw) for (N, C, H, W))")  # fmt: skip
+                         f"input shape {x.shape} (want (C·m, 1, kh, kw) for (N, C, H, W))")
     n, channels, h, wd = x.shape
     out_ch, _, kh, kw = w.shape
     (sh, sw), (dh, dw) = strides, dilations

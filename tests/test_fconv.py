@@ -101,9 +101,9 @@ def test_depthwise_sums_in_the_documented_order_bit_for_bit(case, entry):
 @settings(max_examples=60, deadline=None)
 @given(depthwise_cases())
 def test_depthwise_is_within_the_rounding_bound_of_the_exact_sum(case):
-    # Recursive summation of K rounded products errs by at most γ_K·Σ|x·w|, γ_K = K·u/(1 − K·u)
-    # with u the unit roundoff (Higham, Accuracy and Stability, eq. 3.5), plus K half-units of
-    # the smallest subnormal where products underflow.
+    # Recursive summation of K rounded products errs by at most γ_K·Σ|x·w|,
+    # γ_K = K·u/(1 − K·u) with u the unit roundoff (Higham, Accuracy and Stability, eq. 3.5),
+    # plus K smallest subnormals where products underflow.
     x, w, strides, pads, dilations, pad_value = case
     got = depthwise_conv2d_float(x, w, strides, pads, dilations, pad_value)
     info = np.finfo(x.dtype)
