@@ -94,9 +94,9 @@ def _split_phases(src, top, left, phase_h, phase_w, phases):
     h, wd = src.shape
     for a in range(sh):
         # phase row r holds padded row r·sh + a, input row r·sh + a - top
-        r_lo, r_hi = _inside(phase_h, h, a - top, sh)
+        r_lo, r_hi = inside_range(phase_h, h, a - top, sh)
         for b in range(sw):
-            c_lo, c_hi = _inside(phase_w, wd, b - left, sw)
+            c_lo, c_hi = inside_range(phase_w, wd, b - left, sw)
             phase = phases[a, b]
             for r in range(r_lo, r_hi):
                 dst = phase[r * phase_w + c_lo : r * phase_w + c_hi]
@@ -106,8 +106,10 @@ def _split_phases(src, top, left, phase_h, phase_w, phases):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _inside(count, size, shift, step):
-    """The range [lo, hi) of k in [0, count) whose index k·step + shift lies in [0, size)."""
+def inside_range(count, size, shift, step):
+    """The range [lo, hi) of k in [0, count) whose index k·step + shift lies in [0, size): the
+    output positions whose kernel tap falls inside the input, not in the padding (also called
+    from Python by `kernels.fconv`)."""
     lo = min(count, max(0, (step - 1 - shift) // step))
     return lo, max(lo, min(count, (size - 1 - shift) // step + 1))
 

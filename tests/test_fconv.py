@@ -13,7 +13,7 @@ from unittest import mock
 import numpy as np
 import onnx
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
@@ -143,6 +143,9 @@ def conv_cases(draw):
 
 @settings(max_examples=120, deadline=None)
 @given(conv_cases(), st.sampled_from([64, 1 << 21]))
+@example(  # 1x1, stride 2, padding 1 on 2x2: the output is as large as the input, yet shifted
+    (np.arange(8.0).reshape(1, 2, 2, 2), np.ones((1, 2, 1, 1)), (2, 2), (1, 1, 1, 1), (1, 1), 1,
+     0.5), 1 << 21)  # fmt: skip
 def test_conv2d_float_is_within_the_rounding_bound_of_each_outputs_sum(case, gather_bytes):
     # Any order of summing K products errs by at most γ_K·Σ|x·w| (Higham, eq. 3.5), whatever
     # BLAS does; the reference, math.fsum of float64 products, by at most u64·Σ|x·w| more.
