@@ -133,7 +133,7 @@ def conv2d_float(
     with blas_threads_for(macs_per_gemm):
         for g in range(groups):
             for first in range(0, x.shape[0], chunk):
-                y[first : first + chunk, g * per_group : (g + 1) * per_group] = gemm(
+                gemm(
                     x[first : first + chunk, g * in_per_group : (g + 1) * in_per_group],
                     weights[..., g * per_group : (g + 1) * per_group, :],
                     (kh, kw),
@@ -141,7 +141,7 @@ def conv2d_float(
                     dilations,
                     pads,
                     pad_value,
-                    out_hw,
+                    y[first : first + chunk, g * per_group : (g + 1) * per_group],
                 )
     return y
 
@@ -168,33 +168,43 @@ def _pointwise(x, w, strides, pads, groups, pad_value):
     return y.reshape((n, out_ch) + out_hw)
 
 
-def _gemm_im2col(x, weights, kernel, strides, dilations, pads, pad_value, out_hw):
-    """weights (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM for the batch."""
-    n = x.shape[0]
-    ho, wo = out_hw
-    cols = im2col(x, kernel, strides, dilations, pads, out_hw, pad_value)
-    y = np.matmul(weights, cols.reshape(-1, n * ho * wo))
-    return y.reshape(-1, n, ho, wo).transpose(1, 0, 2, 3)
+def _gemm_im2col(x, weights, kernel, strides, dilations, pads, pad_value, out):
+    """out (N, O, Ho, Wo) = weights (O, C*kh*kw) times all patches (C*kh*kw, N*Ho*Wo): one GEMM
+    for the batch."""
+    n, out_ch, ho, wo = out.shape
+    cols = im2col(x, kernel, strides, dilations, pads, (ho, wo), pad_value)
+    target = _single_sample_target(out)
+    y = np.matmul(weights, cols.reshape(-1, n * ho * wo), out=target)
+    if target is None:
+        out[...] = y.reshape(out_ch, n, ho, wo).transpose(1, 0, 2, 3)
 
 
-def _gemm_row_shifted(x, weights, kernel, strides, dilations, pads, pad_value, out_hw):
+def _gemm_row_shifted(x, weights, kernel, strides, dilations, pads, pad_value, out):
     """For vertical stride 1: gather only the kw horizontal taps of the padded input, in
     (C, kw, Ho + dh*(kh-1), N, Wo) order, so the patches of kernel row i are a strided view of
-    it (rows i*dh .. i*dh+Ho); kh GEMMs of depth C*kw (`weights[i]`, (O, C*kw)) then accumulate.
-    kw/(kh*kw) of im2col's copying, same arithmetic."""
+    it (rows i*dh .. i*dh+Ho); kh GEMMs of depth C*kw (`weights[i]`, (O, C*kw)) then accumulate
+    into out (N, O, Ho, Wo). kw/(kh*kw) of im2col's copying, same arithmetic."""
     n, in_ch = x.shape[:2]
     kh, kw = kernel
-    out_ch = weights.shape[1]
-    ho, wo = out_hw
+    out_ch, ho, wo = out.shape[1:]
     (dh, dw), (top, left) = dilations, pads[:2]
     rows = np.empty((in_ch, kw, ho + dh * (kh - 1), n, wo), dtype=x.dtype)
     by_channel = x.transpose(1, 0, 2, 3)
     for j in range(kw):
         tap_window(rows[:, j].transpose(0, 2, 1, 3), by_channel, (-top, j * dw - left),
                    strides, pad_value)  # fmt: skip
+    target = _single_sample_target(out)
     y = None
     for i in range(kh):
         patches = rows[:, :, i * dh : i * dh + ho].reshape(in_ch * kw, ho * n * wo)
-        part = np.matmul(weights[i], patches)
+        part = np.matmul(weights[i], patches, out=target if y is None else None)
         y = part if y is None else np.add(y, part, out=y)
-    return y.reshape(out_ch, ho, n, wo).transpose(2, 0, 1, 3)
+    if target is None:
+        out[...] = y.reshape(out_ch, ho, n, wo).transpose(2, 0, 1, 3)
+
+
+def _single_sample_target(out):
+    """For a chunk of one sample, out (1, O, Ho, Wo) as the (O, Ho*Wo) matrix the GEMMs produce
+    (a view: one sample's channel block is contiguous), so they write into it directly; None
+    for several samples, whose GEMM layout interleaves them: one transposing copy stores it."""
+    return out[0].reshape(out.shape[1], -1) if out.shape[0] == 1 else None
