@@ -116,7 +116,11 @@ def conv2d_float(
     (sh, sw), (dh, dw), (top, left, bottom, right) = strides, dilations, pads
     out_hw = ((x.shape[2] + top + bottom - dh * (kh - 1) - 1) // sh + 1,
               (x.shape[3] + left + right - dw * (kw - 1) - 1) // sw + 1)  # fmt: skip
-    row_shifted = sh == 1 and kh > 1 and in_per_group * kw >= 16
+    per_group = out_ch // groups
+    # Row-shifted GEMMs gather (kh-1)*kw taps per input element fewer than im2col but copy the
+    # weights into kernel-row order on every call: worth it while that copy is the smaller.
+    row_shifted = (sh == 1 and kh > 1 and in_per_group * kw >= 16
+                   and per_group * kh < (kh - 1) * out_hw[0] * out_hw[1] * x.shape[0])
     if row_shifted:  # the weights of kernel row i as one (O, C*kw) matrix, arranged once per call
         gemm, weights = _gemm_row_shifted, np.ascontiguousarray(w.transpose(2, 0, 1, 3))
         weights = weights.reshape(kh, out_ch, in_per_group * kw)
@@ -126,7 +130,6 @@ def conv2d_float(
     taps = kw * (out_hw[0] + dh * (kh - 1)) if row_shifted else kh * kw * out_hw[0]
     per_sample = in_per_group * taps * out_hw[1] * x.dtype.itemsize
     chunk = max(1, _GATHER_BYTES // max(per_sample, 1))
-    per_group = out_ch // groups
     depth = in_per_group * kw * (1 if row_shifted else kh)
     macs_per_gemm = per_group * depth * min(chunk, x.shape[0]) * out_hw[0] * out_hw[1]
     y = np.empty((x.shape[0], out_ch) + out_hw, dtype=x.dtype)
