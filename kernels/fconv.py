@@ -1,4 +1,6 @@
-"""2-D convolution in floating point by BLAS (im2col / row-shifted GEMMs, batched, grouped).
+"""2-D convolution in floating point by BLAS (im2col / row-shifted / 1x1 GEMMs, batched,
+grouped; depthwise by the Numba kernel of `kernels.fdepthwise`). The GEMM operands are gathered
+straight from the unpadded input and one-sample GEMMs write straight into the output.
 
 Shared by the float reference path (`rsim.ops.conv`) and the exact fast path of the integer
 convolution (`kernels.conv`): on integer codes whose every partial sum is an integer of
