@@ -23,6 +23,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from formats.errors import RsimError
 from kernels.threads import threads_for
 
 
@@ -39,10 +40,10 @@ def depthwise_conv2d_float(
     reads input channel o // multiplier. Pads are (top, left, bottom, right), strides and
     dilations (vertical, horizontal); the summation order is in the module docstring."""
     if x.dtype not in (np.float32, np.float64) or w.dtype != x.dtype:
-        raise ValueError(f"depthwise_conv2d_float: x and w must both be float32 or float64, "
+        raise RsimError(f"depthwise_conv2d_float: x and w must both be float32 or float64, "
                          f"got {x.dtype} and {w.dtype}")  # fmt: skip
     if x.ndim != 4 or w.ndim != 4 or w.shape[1] != 1 or w.shape[0] % x.shape[1]:
-        raise ValueError(f"depthwise_conv2d_float: weight shape {w.shape} is not depthwise for "
+        raise RsimError(f"depthwise_conv2d_float: weight shape {w.shape} is not depthwise for "
                          f"input shape {x.shape} (want (C·m, 1, kh, kw) for (N, C, H, W))")
     n, channels, h, wd = x.shape
     out_ch, _, kh, kw = w.shape

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import rsim
+from formats.errors import RsimError
 from kernels import fconv
 from kernels.fconv import conv2d_float
 from kernels.fdepthwise import depthwise_conv2d_float
@@ -176,9 +177,9 @@ def test_conv2d_float_is_within_the_rounding_bound_of_each_outputs_sum(case, gat
 
 def test_depthwise_rejects_weights_that_are_not_depthwise_and_mixed_dtypes():
     x = np.zeros((1, 4, 5, 5), np.float32)
-    with pytest.raises(ValueError, match="not depthwise"):
+    with pytest.raises(RsimError, match="not depthwise"):
         depthwise_conv2d_float(x, np.zeros((6, 1, 3, 3), np.float32), (1, 1), (0,) * 4, (1, 1))
-    with pytest.raises(ValueError, match="float32 or float64"):
+    with pytest.raises(RsimError, match="float32 or float64"):
         depthwise_conv2d_float(x, np.zeros((4, 1, 3, 3)), (1, 1), (0,) * 4, (1, 1))
 
 
