@@ -25,8 +25,8 @@ def _relu(arrays, attrs, params):
 
 
 def _clip(arrays, attrs, params):
-    x = arrays[0]
-    return np.minimum(np.maximum(x, x.dtype.type(attrs["min"])), x.dtype.type(attrs["max"]))
+    x = arrays[0]  # one pass (ReLU6 is frequent); NaN propagates as in min(max(x, lo), hi)
+    return np.clip(x, x.dtype.type(attrs["min"]), x.dtype.type(attrs["max"]))
 
 
 def _leaky_relu(arrays, attrs, params):
