@@ -44,7 +44,7 @@ _MAX_PRODUCT = 1 << 62
 FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
-_DENSE_ROW_DIVISOR = 8  # a row with >= N/8 of its outputs at risk runs as a whole row
+_DENSE_ROW_DIVISOR = 8  # a row (column) with >= N/8 (M/8) of its outputs at risk is dense
 _SCREEN_BLOCK = 192  # products per screening block (rounded to whole chunks)
 _UNCHUNKED_STEP = 32  # without k_chunk, the sequential kernel tests blocks of this many products
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
@@ -94,6 +94,7 @@ def _prepare_rows(a, T):
     af = np.empty((n_g, n_m, n_k), np.float32)
     sums = np.zeros((n_g, n_m))
     maxes = np.zeros((n_g, n_m))
+    lowest = T(0)
     for g in range(n_g):
         for m in range(n_m):
             total = T(0)
@@ -103,23 +104,24 @@ def _prepare_rows(a, T):
                 v = abs(T(a[g, m, k]))
                 total += v
                 largest = max(largest, v)
+                lowest = min(lowest, T(a[g, m, k]))
             sums[g, m] = total
             maxes[g, m] = largest
-    return af, sums, maxes
+    return af, sums, maxes, lowest < 0
 
 
-def prepare_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def prepare_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
     """One pass over integer a (G, M, K): its float32 copy (for BLAS), Σ_k |a| and max_k |a| per
-    row (float64, (G, M)), and max |a| as an int.
+    row (float64, (G, M)), max |a| as an int, and whether any code is negative.
 
     Codes of up to 32 bits are summed in int64 (exact, and it vectorizes); int64 codes in
     float64 (fastmath only reorders that sum; the callers' margin covers any order). Serial on
     purpose: it runs next to BLAS calls whose spinning threads would starve a parallel region.
     """
     narrow = a.dtype.itemsize <= 4
-    af, sums, maxes = _prepare_rows(a, np.int64 if narrow else np.float64)
+    af, sums, maxes, negative = _prepare_rows(a, np.int64 if narrow else np.float64)
     a_max = int(maxes.max(initial=0.0)) if narrow else max_abs(a)
-    return af, sums, maxes, a_max
+    return af, sums, maxes, a_max, bool(negative)
 
 
 def _rounding_margin(n_terms: int, unit: float) -> float:
@@ -277,6 +279,7 @@ class _Screened:
     position: np.ndarray  # (M,) index into rows, -1 for rows not screened
     block: int
     sums: np.ndarray  # (blocks, R, N) exact block sums, float
+    failures: int  # outputs that must continue sequentially
 
 
 def gemm_batched(
@@ -294,7 +297,7 @@ def gemm_batched(
     fast = _event_free_gemm(a, b, b_max, plan, bias)
     if fast is not None:
         return fast
-    af, a_sums, a_maxes, a_max = prepare_rows(a)
+    af, a_sums, a_maxes, a_max, negative = prepare_rows(a)
     max_product = a_max * b_max
     if max_product > _MAX_PRODUCT:
         raise RsimError(
@@ -334,11 +337,18 @@ def gemm_batched(
         if bias is not None:
             out += bias[:, None, :]
         for g in np.flatnonzero(dense.any(axis=1)):
-            screened[g] = _screen_rows(a, af, b, g, np.flatnonzero(dense[g]), block, registers,
-                                       out, acc_events, partial_sum_events, start_block)  # fmt: skip
+            screened[g] = _screen_rows(a, af, b, g, np.flatnonzero(dense[g]), block, negative,
+                                       registers, out, acc_events, partial_sum_events,
+                                       start_block)  # fmt: skip
         sequential = at_risk & ~dense[:, :, None]
         for g, rows in screened.items():
-            sequential[g][rows.rows] = start_block[g][rows.rows] < rows.sums.shape[0]
+            if not rows.failures:
+                continue
+            fails = start_block[g] < rows.sums.shape[0]
+            if rows.rows.size == n_m:
+                sequential[g] = fails
+            else:
+                sequential[g][rows.rows] = fails[rows.rows]
     else:
         sequential = np.ones(shape, bool)  # no exact BLAS sum: every output runs sequentially
         n_risk = n_g * n_m * n_n
@@ -361,40 +371,31 @@ def _screen_block(registers: _Registers, n_k: int, max_product: int, bias_max: i
     return min(chunks * chunk, n_k)
 
 
-def _screen_rows(a, af, b, g, rows, block, registers, out, acc_events, partial_sum_events,
-                 start_block) -> _Screened:  # fmt: skip
+def _screen_rows(a, af, b, g, rows, block, negative, registers, out, acc_events,
+                 partial_sum_events, start_block) -> _Screened:  # fmt: skip
     """Screen rows `rows` of group g (`kernels.screen`): write the outputs proven event-free
     (and their post-bias events) and each other output's first unsafe block into start_block
-    (blocks count: none)."""
-    n_m, n_k = a.shape[1:]
-    n_n = b.shape[2]
-    n_blocks = -(-n_k // block)
-    sums, spreads = _block_sums(a[g], af[g], b[g], rows, block)
+    (the block count: none)."""
+    n_m = a.shape[1]
+    sums, spreads = _block_sums(a[g], af[g], b[g], rows, block, negative)
     plan = registers.plan
-    first = np.empty((rows.size, n_n), np.int64)
-    res = np.empty((rows.size, n_n), np.int64)
-    post_events = np.zeros((rows.size, n_n), np.int64)
     post = registers.running
+    events = partial_sum_events if registers.chunked else acc_events
     with threads_for(sums.size):
-        screen_blocks(sums, spreads, registers.base()[g], registers.bias[g], registers.bias_post,
-                      registers.chunked, plan.accumulator.hi, registers.bias_preload,
-                      registers.running.lo, registers.running.hi, post.lo, post.hi,
-                      64 - post.bits, post.overflow.value == "wrap", res, post_events, first)  # fmt: skip
-    passed = first < 0
-    out[g][rows] = np.where(passed, res, 0)
-    events = acc_events if not registers.chunked else partial_sum_events
-    events[g][rows] = post_events
-    start_block[g][rows] = np.where(passed, n_blocks, first)
+        failures = screen_blocks(sums, spreads, rows, registers.base()[g], registers.bias[g],
+                      registers.bias_post, registers.chunked, plan.accumulator.hi,
+                      registers.bias_preload, post.lo, post.hi, post.lo, post.hi, 64 - post.bits,
+                      post.overflow.value == "wrap", out[g], events[g], start_block[g])  # fmt: skip
     position = np.full(n_m, -1, np.int64)
     position[rows] = np.arange(rows.size)
-    return _Screened(rows, position, block, sums)
+    return _Screened(rows, position, block, sums, failures)
 
 
-def _block_sums(a, af, b, rows, block):
+def _block_sums(a, af, b, rows, block, negative):
     """Exact block sums and block Σ|a·b| of rows of a (M, K) @ b (K, N), each (blocks, R, N)
     float (exact integers: `_screen_block` keeps block·max|a·b| within the float's range).
 
-    With non-negative codes a (activations after ReLU), |a·b| = a·|b|: one GEMM against
+    With no negative code in a (activations after ReLU), |a·b| = a·|b|: one GEMM against
     [b | |b|] gives both."""
     n_k, n_n = b.shape
     max_sum = block * max_abs(a) * max_abs(b)
@@ -405,7 +406,7 @@ def _block_sums(a, af, b, rows, block):
         a_float = af if every_row else af[rows]
     else:
         a_float = a_rows.astype(np.float64)
-    nonnegative = a_rows.size == 0 or int(a_rows.min()) >= 0
+    nonnegative = not negative
     abs_a = None if nonnegative else np.abs(a_float)
     n_blocks = -(-n_k // block)
     both = np.empty((n_blocks, rows.size, 2 * n_n), dtype)
@@ -432,15 +433,18 @@ def _run_sequential(a, b, registers, selected, start_block, screened, a_max, b_m
     """Run the sequential kernel on the selected outputs, each from its start block, oriented
     so each pass has long vectors.
 
-    Rows holding many selected outputs run along their columns; the remaining outputs run along
-    their columns' rows on the transposed problem (b^T @ a^T), so that a hot column does not
-    turn into one scalar chain per row.
+    Outputs run along their rows, except that columns holding many of the outputs outside
+    dense rows run along their rows on the transposed problem (b^T @ a^T), so that a hot column
+    does not turn into one scalar chain per row. (Scattered outputs stay in the row pass: its b
+    is small and stays in cache, where a transposed pass would gather from all of a.)
     """
     n_g, n_m, n_k = a.shape
     n_n = b.shape[2]
     dense_rows = selected.sum(axis=2) >= max(1, n_n // _DENSE_ROW_DIVISOR)
-    by_row = selected & dense_rows[:, :, None]
-    rest = selected & ~by_row
+    scattered = selected & ~dense_rows[:, :, None]
+    hot_columns = scattered.sum(axis=1) >= max(1, n_m // _DENSE_ROW_DIVISOR)
+    rest = scattered & hot_columns[:, None, :]
+    by_row = selected & ~rest
     dtype = _smallest_int_dtype(max(a_max, b_max))
     args = registers.numba_args(a_max, b_max)
     if by_row.any():
@@ -484,7 +488,8 @@ def _sequential_pass(a, b, mask, start_block, transposed, registers, screened, d
     if transposed:
         m_of, n_of = n_of, m_of
     starts = _start_values(registers, screened, g_of, m_of, n_of, row_block[row_of])
-    k_starts = np.array([_block_length(screened, g) for g in rows // n_m], np.int64) * row_block
+    block_lengths = np.array([_block_length(screened, g) for g in range(n_g)], np.int64)
+    k_starts = block_lengths[rows // n_m] * row_block
     a_rows = np.ascontiguousarray(a.reshape(n_g * n_m, n_k)[rows], dtype=dtype)
     with threads_for(cols.size * n_k):
         fold_rows(a_rows, b, n_m, rows, col_ptr, cols, starts, k_starts, registers.bias,

@@ -28,19 +28,22 @@ SCREEN_LIMIT = 1 << 60  # screening runs in int64 on values and registers within
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def screen_blocks(sums, spreads, base, bias, bias_post, chunked, acc_hi, preload, lo, hi,
-                  post_lo, post_hi, post_shift, post_wrap, out, post_events, first_block):  # fmt: skip
-    """For rows r and columns n of one group: sums, spreads (blocks, R, N) are each block's
-    exact sum and an integer-valued upper bound of its Σ|a·b| (floats), base (N,) the running
+def screen_blocks(sums, spreads, rows, base, bias, bias_post, chunked, acc_hi, preload, lo, hi,
+                  post_lo, post_hi, post_shift, post_wrap, out, post_events, start_block):  # fmt: skip
+    """Screen rows rows[r] of one group: sums, spreads (blocks, R, N) are each block's exact
+    sum and an integer-valued upper bound of its Σ|a·b| (floats), base (N,) the running
     register's value before block 0, bias (N,) int64. [lo, hi] is the running register's range;
-    acc_hi the accumulator's max (chunked). Writes first_block[r, n] = the first block that
-    fails (-1: none), and for outputs that pass, out and the post-bias event (0/1).
+    acc_hi the accumulator's max (chunked). Writes start_block[rows[r], n] = the first block
+    that fails (the block count: none) and, for outputs that pass, out and post_events (M, N)
+    (the post bias's event). Returns how many outputs failed.
     """
     n_blocks, n_r, n_n = sums.shape
+    failures = 0
     for r in prange(n_r):
+        m = rows[r]
         for n in range(n_n):
             q = base[n]
-            failed = -1
+            failed = n_blocks
             for i in range(n_blocks):
                 s = np.int64(sums[i, r, n])
                 u = np.int64(spreads[i, r, n])
@@ -52,11 +55,14 @@ def screen_blocks(sums, spreads, base, bias, bias_post, chunked, acc_hi, preload
                     failed = i
                     break
                 q = q_next
-            first_block[r, n] = failed
-            if failed < 0:
-                event = np.int64(0)
-                if bias_post:
-                    q, event = register_add(q, bias[n], post_lo, post_hi, post_shift, post_wrap,
-                                            np.int64)  # fmt: skip
-                out[r, n] = q
-                post_events[r, n] = event
+            start_block[m, n] = failed
+            if failed < n_blocks:
+                failures += 1
+                continue
+            if bias_post:
+                q, event = register_add(q, bias[n], post_lo, post_hi, post_shift, post_wrap,
+                                        np.int64)  # fmt: skip
+                if event:
+                    post_events[m, n] = event
+            out[m, n] = q
+    return failures
