@@ -28,6 +28,7 @@ How the engine stays exact and fast:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ from formats.errors import RsimError
 from kernels.accumulate import fold_rows
 from kernels.intmm import INT32_EXACT, int8_matmul
 from kernels.plan import AccumulatorStats, ReductionPlan, integer_plan
-from kernels.screen import SCREEN_LIMIT, screen_blocks
+from kernels.screen import NO_CHUNK_LIMITS, SCREEN_LIMIT, chunk_limits, screen_blocks
 from kernels.threads import blas_threads_for, threads_for
 
 _MAX_PRODUCT = 1 << 62
@@ -45,7 +46,7 @@ FLOAT32_EXACT = 1 << 24
 _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
 _DENSE_ROW_DIVISOR = 8  # a row (column) with >= N/8 (M/8) of its outputs at risk is dense
-_SCREEN_BLOCK = 192  # products per screening block (rounded to whole chunks)
+_SCREEN_BLOCK = 96  # products per screening block (rounded up to whole chunks)
 _UNCHUNKED_STEP = 32  # without k_chunk, the sequential kernel tests blocks of this many products
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
 
@@ -81,7 +82,7 @@ def max_abs(x: np.ndarray) -> int:
     return max(-int(x.min()), int(x.max()))
 
 
-def _smallest_int_dtype(magnitude: int) -> type:
+def smallest_int_dtype(magnitude: int) -> type:
     for dt in _SEQUENTIAL_DTYPES:
         if magnitude <= np.iinfo(dt).max:
             return dt
@@ -225,8 +226,8 @@ def _event_free_gemm(a, b, b_max, plan, bias):
 
 
 @dataclass
-class _Registers:
-    """The plan's registers as the Numba kernels take them."""
+class RegisterArgs:
+    """The plan's registers and bias as the Numba kernels take them."""
 
     plan: ReductionPlan
     bias: np.ndarray  # int64 (G, N), zeros when absent
@@ -254,6 +255,14 @@ class _Registers:
         """The register whose successive states are running sums: the partial sum, or the
         accumulator without k_chunk."""
         return self.plan.partial_sum or self.plan.accumulator
+
+    def chunks_need_checks(self, max_product: int) -> bool:
+        """Whether a chunk's accumulator (k_chunk plans) could leave its range by the static
+        bound k_chunk·max|a·b| (+ the largest preloaded bias)."""
+        if not self.chunked:
+            return False
+        preload = int(np.abs(self.bias).max(initial=0)) if self.bias_preload else 0
+        return self.plan.k_chunk * max_product + preload > self.plan.accumulator.hi
 
     def base(self) -> np.ndarray:
         """(G, N): the running register's value before the first product: the preloaded bias
@@ -321,7 +330,7 @@ def gemm_batched(
     bound = outer_bound(a_sums, a_maxes, b)
     at_risk = (bound + bias_abs) * (1.0 + 2.0**-50) > limit  # margin: rounding of the add
     n_risk = int(np.count_nonzero(at_risk))
-    registers = _Registers(plan, np.zeros((n_g, n_n), np.int64) if bias is None
+    registers = RegisterArgs(plan, np.zeros((n_g, n_n), np.int64) if bias is None
                            else bias.astype(np.int64), bias is not None)  # fmt: skip
     acc_events = np.zeros(shape, np.int64)
     partial_sum_events = np.zeros(shape, np.int64)
@@ -330,7 +339,7 @@ def gemm_batched(
     screened: dict[int, _Screened] = {}
     if blas_ok:
         dense = at_risk.sum(axis=2) >= max(1, n_n // _DENSE_ROW_DIVISOR)
-        block = _screen_block(registers, n_k, max_product, bias_max)
+        block = screen_block_length(registers, n_k, max_product, bias_max)
         if block is None:
             dense[:] = False
         out = exact_sums(a, b, af, bound.max(axis=2), max_product, wanted=~dense)
@@ -358,17 +367,19 @@ def gemm_batched(
     return out, acc_events, partial_sum_events, n_risk
 
 
-def _screen_block(registers: _Registers, n_k: int, max_product: int, bias_max: int) -> int | None:
-    """The block length screening uses (whole chunks, each block's sums exact in float32 or
-    float64), or None when screening cannot run (values or registers beyond 2^60)."""
+def screen_block_length(registers: RegisterArgs, n_k: int, max_product: int, bias_max: int,
+                        unit: int = 1) -> int | None:  # fmt: skip
+    """The block length screening uses (whole chunks and multiples of `unit`, about
+    `_SCREEN_BLOCK` products, each block's sums exact in float32 or float64), or None when
+    screening cannot run (values or registers beyond 2^60, blocks too long to be exact)."""
     plan = registers.plan
-    chunk = plan.k_chunk or 1
-    if (n_k * max_product + bias_max >= SCREEN_LIMIT or chunk * max_product > _FLOAT64_EXACT
+    step = math.lcm(plan.k_chunk or 1, unit)
+    if (n_k * max_product + bias_max >= SCREEN_LIMIT or step * max_product > _FLOAT64_EXACT
             or max(r.bits for r in plan.registers) > 60):  # fmt: skip
         return None
-    limit = FLOAT32_EXACT if chunk * max_product <= FLOAT32_EXACT else _FLOAT64_EXACT
-    chunks = max(1, min(-(-_SCREEN_BLOCK // chunk), limit // max(chunk * max_product, 1)))
-    return min(chunks * chunk, n_k)
+    limit = FLOAT32_EXACT if step * max_product <= FLOAT32_EXACT else _FLOAT64_EXACT
+    steps = max(1, min(-(-_SCREEN_BLOCK // step), limit // max(step * max_product, 1)))
+    return min(steps * step, n_k)
 
 
 def _screen_rows(a, af, b, g, rows, block, negative, registers, out, acc_events,
@@ -381,11 +392,23 @@ def _screen_rows(a, af, b, g, rows, block, negative, registers, out, acc_events,
     plan = registers.plan
     post = registers.running
     events = partial_sum_events if registers.chunked else acc_events
+    check = registers.chunks_need_checks(max_abs(a[g]) * max_abs(b[g]))
+    row_limits, column_limits = NO_CHUNK_LIMITS
+    if check:
+        n_blocks = sums.shape[0]
+        row_limits = np.empty((rows.size, n_blocks), np.int64)
+        column_limits = np.empty((b.shape[2], n_blocks), np.int64)
+        with threads_for(a.shape[2] * (rows.size + b.shape[2])):
+            chunk_limits(np.ascontiguousarray(a[g][rows]), plan.k_chunk, block, True, False,
+                         row_limits)  # fmt: skip
+            chunk_limits(b[g], plan.k_chunk, block, False, True, column_limits)
     with threads_for(sums.size):
-        failures = screen_blocks(sums, spreads, rows, registers.base()[g], registers.bias[g],
-                      registers.bias_post, registers.chunked, plan.accumulator.hi,
-                      registers.bias_preload, post.lo, post.hi, post.lo, post.hi, 64 - post.bits,
-                      post.overflow.value == "wrap", out[g], events[g], start_block[g])  # fmt: skip
+        failures, _ = screen_blocks(sums, spreads, rows, registers.base()[g], registers.bias[g],
+                                    False, registers.bias_post, check, plan.accumulator.hi,
+                                    registers.bias_preload, row_limits, column_limits, post.lo,
+                                    post.hi, plan.safe_limit, post.lo, post.hi, 64 - post.bits,
+                                    post.overflow.value == "wrap", out[g][None], events[g][None],
+                                    start_block[g][None])  # fmt: skip
     position = np.full(n_m, -1, np.int64)
     position[rows] = np.arange(rows.size)
     return _Screened(rows, position, block, sums, failures)
@@ -445,40 +468,34 @@ def _run_sequential(a, b, registers, selected, start_block, screened, a_max, b_m
     hot_columns = scattered.sum(axis=1) >= max(1, n_m // _DENSE_ROW_DIVISOR)
     rest = scattered & hot_columns[:, None, :]
     by_row = selected & ~rest
-    dtype = _smallest_int_dtype(max(a_max, b_max))
+    dtype = smallest_int_dtype(max(a_max, b_max))
     args = registers.numba_args(a_max, b_max)
     if by_row.any():
-        _sequential_pass(a, np.ascontiguousarray(b, dtype=dtype), by_row, start_block, False,
-                         registers, screened, dtype, args, out, acc_events,
-                         partial_sum_events)  # fmt: skip
+        _sequential_pass(a, b.transpose(0, 2, 1), by_row, start_block, False, registers, screened,
+                         dtype, args, out, acc_events, partial_sum_events)  # fmt: skip
     if rest.any():
         shape_t = (n_g, n_n, n_m)
         out_t, acc_t, partial_sum_t = (np.zeros(shape_t, np.int64) for _ in range(3))
-        _sequential_pass(b.transpose(0, 2, 1), np.ascontiguousarray(a.transpose(0, 2, 1), dtype=dtype),
-                         rest.transpose(0, 2, 1), start_block.transpose(0, 2, 1), True, registers,
-                         screened, dtype, args, out_t, acc_t, partial_sum_t)  # fmt: skip
+        _sequential_pass(b.transpose(0, 2, 1), a, rest.transpose(0, 2, 1),
+                         start_block.transpose(0, 2, 1), True, registers, screened, dtype, args,
+                         out_t, acc_t, partial_sum_t)  # fmt: skip
         for full, part in ((out, out_t), (acc_events, acc_t), (partial_sum_events, partial_sum_t)):
             full[rest] = part.transpose(0, 2, 1)[rest]
 
 
-def _sequential_pass(a, b, mask, start_block, transposed, registers, screened, dtype, args, out,
-                     acc_events, partial_sum_events) -> None:  # fmt: skip
-    """One orientation: the rows of a (G, M, K) that hold outputs in mask (G, M, N).
-
-    A row with at least half of its outputs selected runs all of them (contiguous b, no
-    gather): the extra outputs are safe ones, whose sequential result is their exact sum. Each
-    row starts at the earliest start block of its outputs, from their exact running sums there.
-    """
+def _sequential_pass(a, b_t, mask, start_block, transposed, registers, screened, dtype, args,
+                     out, acc_events, partial_sum_events) -> None:  # fmt: skip
+    """One orientation: the outputs in mask (G, M, N) of a (G, M, K) @ b, with b_t = b
+    transposed (G, N, K). Each row starts at the earliest start block of its outputs, from
+    their exact running sums there; the rows of a and b_t it reads are gathered contiguous."""
     n_g, n_m, n_k = a.shape
-    n_n = b.shape[2]
+    n_n = b_t.shape[1]
     per_row = mask.reshape(n_g * n_m, n_n)
     counts = per_row.sum(axis=1)
     rows = np.flatnonzero(counts).astype(np.int64)
     selected = per_row[rows]
-    selected[counts[rows] * 2 >= n_n] = True
-    counts = selected.sum(axis=1)
     col_ptr = np.zeros(rows.size + 1, np.int64)
-    np.cumsum(counts, out=col_ptr[1:])
+    np.cumsum(counts[rows], out=col_ptr[1:])
     row_of, cols = np.nonzero(selected)
     cols = cols.astype(np.int64)
     blocks = start_block.reshape(n_g * n_m, n_n)[rows]
@@ -491,9 +508,12 @@ def _sequential_pass(a, b, mask, start_block, transposed, registers, screened, d
     block_lengths = np.array([_block_length(screened, g) for g in range(n_g)], np.int64)
     k_starts = block_lengths[rows // n_m] * row_block
     a_rows = np.ascontiguousarray(a.reshape(n_g * n_m, n_k)[rows], dtype=dtype)
+    used, brows = np.unique(g_of * n_n + cols, return_inverse=True)
+    b_rows = np.ascontiguousarray(b_t.reshape(n_g * n_n, n_k)[used], dtype=dtype)
     with threads_for(cols.size * n_k):
-        fold_rows(a_rows, b, n_m, rows, col_ptr, cols, starts, k_starts, registers.bias,
-                  transposed, *args, out, acc_events, partial_sum_events)  # fmt: skip
+        fold_rows(a_rows, b_rows, n_m, rows, col_ptr, cols, brows.astype(np.int64), starts,
+                  k_starts, registers.bias, transposed, *args, out, acc_events,
+                  partial_sum_events)  # fmt: skip
 
 
 def _block_length(screened: dict[int, _Screened], g: int) -> int:

@@ -25,44 +25,100 @@ from numba import njit, prange
 from kernels.accumulate import register_add
 
 SCREEN_LIMIT = 1 << 60  # screening runs in int64 on values and registers within 2^60
+NO_CHUNK_LIMITS = (np.zeros((1, 1), np.int64), np.zeros((1, 1), np.int64))
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def screen_blocks(sums, spreads, rows, base, bias, bias_post, chunked, acc_hi, preload, lo, hi,
-                  post_lo, post_hi, post_shift, post_wrap, out, post_events, start_block):  # fmt: skip
-    """Screen rows rows[r] of one group: sums, spreads (blocks, R, N) are each block's exact
-    sum and an integer-valued upper bound of its Σ|a·b| (floats), base (N,) the running
-    register's value before block 0, bias (N,) int64. [lo, hi] is the running register's range;
-    acc_hi the accumulator's max (chunked). Writes start_block[rows[r], n] = the first block
-    that fails (the block count: none) and, for outputs that pass, out and post_events (M, N)
-    (the post bias's event). Returns how many outputs failed.
+def screen_blocks(sums, spreads, rows, base, bias, by_row, bias_post, check_chunks, acc_hi, preload,
+                  row_limits, column_limits, lo, hi, safe_limit, post_lo, post_hi, post_shift,
+                  post_wrap, out, post_events, start_block):  # fmt: skip
+    """Screen rows rows[r] of one group.
+
+    sums, spreads (blocks, R, N) are each block's exact sum and an integer-valued upper bound
+    of its Σ|a·b| (floats); base and bias (int64) are per column n, or per row r with by_row:
+    the running register's value before block 0 and the bias. [lo, hi] is the running
+    register's range. With check_chunks, every chunk's accumulator must stay within acc_hi: a
+    block passes when its bound does, or when row_limits[r, i]·column_limits[n, i] (int64,
+    (R, blocks) and (N, blocks)) bounds the Σ|a·b| of each of its chunks within it (+ the
+    preloaded bias in the first block).
+
+    Columns are pixels of samples: out, post_events and start_block are (samples, M, P) with
+    n = sample·P + p. Writes start_block[., rows[r], .] = the first block that fails (the
+    block count: none) and, for outputs that pass, out and post_events (the post bias's event;
+    written when 1). Returns how many outputs failed, and how many outputs the bound
+    Σ|a·b| + |bias| <= safe_limit does not prove event-free (the failed ones among them).
     """
     n_blocks, n_r, n_n = sums.shape
+    per_sample = out.shape[2]
     failures = 0
+    at_risk = 0
     for r in prange(n_r):
         m = rows[r]
         for n in range(n_n):
-            q = base[n]
+            sample, p = n // per_sample, n % per_sample
+            q = base[r] if by_row else base[n]
+            b = bias[r] if by_row else bias[n]
+            spread = abs(b)
             failed = n_blocks
             for i in range(n_blocks):
                 s = np.int64(sums[i, r, n])
                 u = np.int64(spreads[i, r, n])
+                spread += u
                 q_next = q + s
                 ok = q + q_next + u <= 2 * hi and q + q_next - u >= 2 * lo
-                if chunked:
-                    ok = ok and u + (abs(bias[n]) if (preload and i == 0) else 0) <= acc_hi
+                if check_chunks and ok:
+                    first = abs(b) if (preload and i == 0) else 0
+                    ok = (u + first <= acc_hi
+                          or row_limits[r, i] * column_limits[n, i] + first <= acc_hi)  # fmt: skip
                 if not ok:
                     failed = i
                     break
                 q = q_next
-            start_block[m, n] = failed
+            start_block[sample, m, p] = failed
             if failed < n_blocks:
                 failures += 1
+                at_risk += 1
                 continue
+            if spread > safe_limit:
+                at_risk += 1
             if bias_post:
-                q, event = register_add(q, bias[n], post_lo, post_hi, post_shift, post_wrap,
-                                        np.int64)  # fmt: skip
+                q, event = register_add(q, b, post_lo, post_hi, post_shift, post_wrap, np.int64)
                 if event:
-                    post_events[m, n] = event
-            out[m, n] = q
-    return failures
+                    post_events[sample, m, p] = event
+            out[sample, m, p] = q
+    return failures, at_risk
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def chunk_limits(values, k_chunk, block, by_sum, transposed, out):
+    """Per line of values and block of K: the largest Σ|v| over a chunk in the block (by_sum)
+    or the largest |v| in the block, as int64 into out (lines, blocks). values is (lines, K),
+    or (K, lines) when transposed (then lines run in tiles, each k row read contiguously);
+    integer-valued."""
+    n_lines, n_blocks = out.shape
+    n_k = values.shape[0] if transposed else values.shape[1]
+    tile = 512 if transposed else 1
+    for t in prange(-(-n_lines // tile)):
+        first, last = t * tile, min((t + 1) * tile, n_lines)
+        width = last - first
+        total = np.zeros(width, np.int64)
+        largest = np.zeros(width, np.int64)
+        for i in range(n_blocks):
+            largest[:] = 0
+            for k0 in range(i * block, min((i + 1) * block, n_k), k_chunk):
+                total[:] = 0
+                for k in range(k0, min(k0 + k_chunk, n_k)):
+                    if transposed:
+                        row = values[k, first:last]
+                        if by_sum:
+                            for j in range(width):
+                                total[j] += np.int64(abs(row[j]))
+                        else:
+                            for j in range(width):
+                                total[j] = max(total[j], np.int64(abs(row[j])))
+                    else:
+                        v = np.int64(abs(values[first, k]))
+                        total[0] = total[0] + v if by_sum else max(total[0], v)
+                for j in range(width):
+                    largest[j] = max(largest[j], total[j])
+            out[first:last, i] = largest

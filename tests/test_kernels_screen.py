@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_kernels_conv import conv_cases
 from test_kernels_reference import conv2d_reference, gemm_reference
 
 import kernels
@@ -232,10 +233,30 @@ def _realistic_conv(rng, batch, channels, size):
 def test_narrow_register_convs_on_realistic_codes_equal_the_direct_reference(plan):
     rng = np.random.default_rng(9)
     x, w = _realistic_conv(rng, 1, 12, 6)
+    x[0, 0, :3] = 127  # a hot corner that saturates
     bias = rng.integers(-3000, 3000, 12)
     with screen_block(36):
         out, stats = kernels.conv2d(x, w, plan_of(**plan), padding=1, bias=bias)
     ref, acc_ev, partial_sum_ev = conv2d_reference(x, w, pads=(1, 1, 1, 1), bias=bias, **plan)
+    assert np.array_equal(out, ref)
+    assert np.array_equal(stats.acc_events, acc_ev)
+    assert np.array_equal(stats.partial_sum_events, partial_sum_ev)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conv_cases(), st.sampled_from([1, 2, 5, 9]))
+def test_screened_convs_restart_at_the_first_unsafe_block_and_equal_the_direct_reference(case,
+                                                                                         block):
+    """Float32 patches, short blocks, any geometry with one group: outputs that fail the screen
+    continue from their exact running sums, on patches gathered for their pixels."""
+    x, w, geo, plan, bias = case
+    geo = geo | {"groups": 1, "k_order": "chw"}
+    x = x[:, : w.shape[1]]  # one group: all of w's input channels
+    with screen_block(block):
+        out, stats = kernels.conv2d(x, w, plan_of(**plan), stride=geo["stride"],
+                                    padding=geo["pads"], dilation=geo["dilation"],
+                                    pad_value=geo["pad_value"], bias=bias)  # fmt: skip
+    ref, acc_ev, partial_sum_ev = conv2d_reference(x, w, bias=bias, **geo, **plan)
     assert np.array_equal(out, ref)
     assert np.array_equal(stats.acc_events, acc_ev)
     assert np.array_equal(stats.partial_sum_events, partial_sum_ev)
