@@ -187,11 +187,11 @@ def _fold_flagged(x, w, stride, pads, dilation, out_hw, pad_value, registers, bl
     with threads_for(patches.size):
         _pixel_patches(x, rows, kh, kw, stride[0], stride[1], dilation[0], dilation[1], pads[0],
                        pads[1], out_hw[0], out_hw[1], pad_value, patches)  # fmt: skip
-    weights = np.ascontiguousarray(w.reshape(n_o, -1), dtype=dtype)
+    weights = np.ascontiguousarray(w.reshape(n_o, -1).T[None], dtype=dtype)
     results = [np.zeros((1, rows.size, n_o), np.int64) for _ in range(3)]
     with threads_for(pixel.size * w[0].size):
         fold_rows(patches, weights, rows.size, np.arange(rows.size, dtype=np.int64), col_ptr,
-                  channel, channel, values, pixel_block * block, registers.bias, False,
+                  channel, values, pixel_block * block, registers.bias, False,
                   *registers.numba_args(x_max, w_max), *results)  # fmt: skip
     row_of = np.repeat(np.arange(rows.size), np.diff(col_ptr))
     sample, p = np.divmod(pixel, out.shape[2])

@@ -47,6 +47,8 @@ _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
 _DENSE_ROW_DIVISOR = 8  # a row (column) with >= N/8 (M/8) of its outputs at risk is dense
 _SCREEN_BLOCK = 96  # products per screening block (rounded up to whole chunks)
+_SCREEN_SAMPLES = 64  # outputs sampled to decide whether screening pays
+_SCREEN_MIN_SAVING = 0.1  # ... it does when it skips over 10 % of K on average
 _UNCHUNKED_STEP = 32  # without k_chunk, the sequential kernel tests blocks of this many products
 _SEQUENTIAL_DTYPES = (np.int32, np.int64)  # few Numba specializations: short compiles
 
@@ -340,7 +342,8 @@ def gemm_batched(
     if blas_ok:
         dense = at_risk.sum(axis=2) >= max(1, n_n // _DENSE_ROW_DIVISOR)
         block = screen_block_length(registers, n_k, max_product, bias_max)
-        if block is None:
+        if block is None or not _screening_pays(a, b, at_risk & dense[:, :, None], block,
+                                                registers):  # fmt: skip
             dense[:] = False
         out = exact_sums(a, b, af, bound.max(axis=2), max_product, wanted=~dense)
         if bias is not None:
@@ -365,6 +368,34 @@ def gemm_batched(
         _run_sequential(a, b, registers, sequential, start_block, screened, a_max, b_max, out,
                         acc_events, partial_sum_events)  # fmt: skip
     return out, acc_events, partial_sum_events, n_risk
+
+
+def _screening_pays(a, b, candidates, block, registers) -> bool:
+    """Whether screening the candidate outputs saves enough sequential work: on a sample of
+    them (exact block sums and Σ|a·b| by dot products), the share of K the sequential kernel
+    would skip, which must exceed `_SCREEN_MIN_SAVING` (screening costs about two GEMMs, the
+    sequential kernel some 30 times a GEMM's time per product). Only speed depends on this."""
+    picks = np.flatnonzero(candidates)
+    if picks.size == 0:
+        return False
+    picks = picks[:: max(1, picks.size // _SCREEN_SAMPLES)]
+    g, m, n = np.unravel_index(picks, candidates.shape)
+    products = a[g, m].astype(np.int64) * b[g, :, n].astype(np.int64)
+    n_k = products.shape[1]
+    starts = np.arange(0, n_k, block)
+    sums = np.add.reduceat(products, starts, axis=1)
+    spreads = np.add.reduceat(np.abs(products), starts, axis=1)
+    running = registers.running
+    q = np.cumsum(np.hstack([registers.base()[g, n][:, None], sums]), axis=1)
+    ok = (q[:, :-1] + q[:, 1:] + spreads <= 2 * running.hi) & (
+        q[:, :-1] + q[:, 1:] - spreads >= 2 * running.lo)
+    if registers.chunked:
+        chunk = registers.chunk
+        chunk_spreads = np.add.reduceat(np.abs(products), np.arange(0, n_k, chunk), axis=1)
+        widest = np.maximum.reduceat(chunk_spreads, starts // chunk, axis=1)
+        ok &= widest <= registers.plan.accumulator.hi
+    first_failure = np.where(ok.all(axis=1), ok.shape[1], np.argmin(ok, axis=1))
+    return float(np.mean(first_failure / ok.shape[1])) > _SCREEN_MIN_SAVING
 
 
 def screen_block_length(registers: RegisterArgs, n_k: int, max_product: int, bias_max: int,
@@ -471,25 +502,27 @@ def _run_sequential(a, b, registers, selected, start_block, screened, a_max, b_m
     dtype = smallest_int_dtype(max(a_max, b_max))
     args = registers.numba_args(a_max, b_max)
     if by_row.any():
-        _sequential_pass(a, b.transpose(0, 2, 1), by_row, start_block, False, registers, screened,
-                         dtype, args, out, acc_events, partial_sum_events)  # fmt: skip
+        _sequential_pass(a, np.ascontiguousarray(b, dtype=dtype), by_row, start_block, False,
+                         registers, screened, dtype, args, out, acc_events,
+                         partial_sum_events)  # fmt: skip
     if rest.any():
         shape_t = (n_g, n_n, n_m)
         out_t, acc_t, partial_sum_t = (np.zeros(shape_t, np.int64) for _ in range(3))
-        _sequential_pass(b.transpose(0, 2, 1), a, rest.transpose(0, 2, 1),
-                         start_block.transpose(0, 2, 1), True, registers, screened, dtype, args,
-                         out_t, acc_t, partial_sum_t)  # fmt: skip
+        _sequential_pass(b.transpose(0, 2, 1), np.ascontiguousarray(a.transpose(0, 2, 1),
+                                                                    dtype=dtype),
+                         rest.transpose(0, 2, 1), start_block.transpose(0, 2, 1), True, registers,
+                         screened, dtype, args, out_t, acc_t, partial_sum_t)  # fmt: skip
         for full, part in ((out, out_t), (acc_events, acc_t), (partial_sum_events, partial_sum_t)):
             full[rest] = part.transpose(0, 2, 1)[rest]
 
 
-def _sequential_pass(a, b_t, mask, start_block, transposed, registers, screened, dtype, args,
+def _sequential_pass(a, b, mask, start_block, transposed, registers, screened, dtype, args,
                      out, acc_events, partial_sum_events) -> None:  # fmt: skip
-    """One orientation: the outputs in mask (G, M, N) of a (G, M, K) @ b, with b_t = b
-    transposed (G, N, K). Each row starts at the earliest start block of its outputs, from
-    their exact running sums there; the rows of a and b_t it reads are gathered contiguous."""
+    """One orientation: the outputs in mask (G, M, N) of a (G, M, K) @ b (G, K, N), b of the
+    kernel's dtype. Each row starts at the earliest start block of its outputs, from their exact
+    running sums there."""
     n_g, n_m, n_k = a.shape
-    n_n = b_t.shape[1]
+    n_n = b.shape[2]
     per_row = mask.reshape(n_g * n_m, n_n)
     counts = per_row.sum(axis=1)
     rows = np.flatnonzero(counts).astype(np.int64)
@@ -508,12 +541,9 @@ def _sequential_pass(a, b_t, mask, start_block, transposed, registers, screened,
     block_lengths = np.array([_block_length(screened, g) for g in range(n_g)], np.int64)
     k_starts = block_lengths[rows // n_m] * row_block
     a_rows = np.ascontiguousarray(a.reshape(n_g * n_m, n_k)[rows], dtype=dtype)
-    used, brows = np.unique(g_of * n_n + cols, return_inverse=True)
-    b_rows = np.ascontiguousarray(b_t.reshape(n_g * n_n, n_k)[used], dtype=dtype)
     with threads_for(cols.size * n_k):
-        fold_rows(a_rows, b_rows, n_m, rows, col_ptr, cols, brows.astype(np.int64), starts,
-                  k_starts, registers.bias, transposed, *args, out, acc_events,
-                  partial_sum_events)  # fmt: skip
+        fold_rows(a_rows, b, n_m, rows, col_ptr, cols, starts, k_starts, registers.bias,
+                  transposed, *args, out, acc_events, partial_sum_events)  # fmt: skip
 
 
 def _block_length(screened: dict[int, _Screened], g: int) -> int:

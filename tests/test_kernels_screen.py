@@ -28,13 +28,14 @@ gemm_module = sys.modules["kernels.gemm"]
 
 @contextmanager
 def screen_block(products: int):
-    """Screening blocks of about `products` products (rounded to whole chunks)."""
-    before = gemm_module._SCREEN_BLOCK
-    gemm_module._SCREEN_BLOCK = products
+    """Screening blocks of about `products` products (rounded to whole chunks), and every
+    candidate screened (whether screening pays is a speed decision, bypassed here)."""
+    before = gemm_module._SCREEN_BLOCK, gemm_module._SCREEN_MIN_SAVING
+    gemm_module._SCREEN_BLOCK, gemm_module._SCREEN_MIN_SAVING = products, -1.0
     try:
         yield
     finally:
-        gemm_module._SCREEN_BLOCK = before
+        gemm_module._SCREEN_BLOCK, gemm_module._SCREEN_MIN_SAVING = before
 
 
 @contextmanager
