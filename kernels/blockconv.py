@@ -27,7 +27,7 @@ from kernels.gemm import (
     smallest_int_dtype,
 )
 from kernels.plan import AccumulatorStats, ReductionPlan
-from kernels.screen import NO_CHUNK_LIMITS, chunk_limits, screen_blocks
+from kernels.screen import NO_CHUNK_LIMITS, chunk_limits, screen_blocks, screen_type
 from kernels.threads import blas_threads_for, threads_for
 
 _PATCH_BYTES = 1 << 23  # float32 patches gathered at a time (whole samples)
@@ -102,7 +102,8 @@ def screened_conv(x, w, stride, pads, dilation, out_hw, pad_value, plan: Reducti
                 sums, spreads, channels, base, registers.bias[0], True, registers.bias_post,
                 check, plan.accumulator.hi, registers.bias_preload, weight_limits, pixel_limits,
                 post.lo, post.hi, plan.safe_limit, post.lo, post.hi, 64 - post.bits,
-                post.overflow.value == "wrap", out[first:last],
+                post.overflow.value == "wrap", screen_type(n_k * max_product + bias_max),
+                out[first:last],
                 (partial_sum_events if registers.chunked else acc_events)[first:last],
                 start_block)  # fmt: skip
         n_risk += at_risk

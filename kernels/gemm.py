@@ -38,7 +38,13 @@ from formats.errors import RsimError
 from kernels.accumulate import fold_rows
 from kernels.intmm import INT32_EXACT, int8_matmul
 from kernels.plan import AccumulatorStats, ReductionPlan, integer_plan
-from kernels.screen import NO_CHUNK_LIMITS, SCREEN_LIMIT, chunk_limits, screen_blocks
+from kernels.screen import (
+    NO_CHUNK_LIMITS,
+    SCREEN_LIMIT,
+    chunk_limits,
+    screen_blocks,
+    screen_type,
+)
 from kernels.threads import blas_threads_for, threads_for
 
 _MAX_PRODUCT = 1 << 62
@@ -438,7 +444,10 @@ def _screen_rows(a, af, b, g, rows, block, negative, registers, out, acc_events,
                                     False, registers.bias_post, check, plan.accumulator.hi,
                                     registers.bias_preload, row_limits, column_limits, post.lo,
                                     post.hi, plan.safe_limit, post.lo, post.hi, 64 - post.bits,
-                                    post.overflow.value == "wrap", out[g][None], events[g][None],
+                                    post.overflow.value == "wrap",
+                                    screen_type(a.shape[2] * max_abs(a[g]) * max_abs(b[g])
+                                                + max_abs(registers.bias[g])),
+                                    out[g][None], events[g][None],
                                     start_block[g][None])  # fmt: skip
     position = np.full(n_m, -1, np.int64)
     position[rows] = np.arange(rows.size)

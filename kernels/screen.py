@@ -26,12 +26,19 @@ from kernels.accumulate import register_add
 
 SCREEN_LIMIT = 1 << 60  # screening runs in int64 on values and registers within 2^60
 NO_CHUNK_LIMITS = (np.zeros((1, 1), np.int64), np.zeros((1, 1), np.int64))
+_FLOAT64_SCREEN = 1 << 50  # below this, every value of the screen (and 4 times it) is exact
+
+
+def screen_type(largest: int) -> type:
+    """The screen's arithmetic type when no running sum, bound or register limit exceeds
+    `largest` in magnitude (registers too: the caller passes the larger)."""
+    return np.float64 if largest < _FLOAT64_SCREEN else np.int64
 
 
 @njit(cache=True, parallel=True, nogil=True)
 def screen_blocks(sums, spreads, rows, base, bias, by_row, bias_post, check_chunks, acc_hi, preload,
                   row_limits, column_limits, lo, hi, safe_limit, post_lo, post_hi, post_shift,
-                  post_wrap, out, post_events, start_block):  # fmt: skip
+                  post_wrap, F, out, post_events, start_block):  # fmt: skip
     """Screen rows rows[r] of one group.
 
     sums, spreads (blocks, R, N) are each block's exact sum and an integer-valued upper bound
@@ -42,7 +49,8 @@ def screen_blocks(sums, spreads, rows, base, bias, by_row, bias_post, check_chun
     (R, blocks) and (N, blocks)) bounds the Σ|a·b| of each of its chunks within it (+ the
     preloaded bias in the first block).
 
-    Columns are pixels of samples: out, post_events and start_block are (samples, M, P) with
+    F is the arithmetic type: np.float64 (vectorizes; exact while every value stays within
+    2^52) or np.int64. Columns are pixels of samples: out, post_events and start_block are (samples, M, P) with
     n = sample·P + p. Writes start_block[., rows[r], .] = the first block that fails (the
     block count: none) and, for outputs that pass, out and post_events (the post bias's event;
     written when 1). Returns how many outputs failed, and how many outputs the bound
@@ -54,38 +62,48 @@ def screen_blocks(sums, spreads, rows, base, bias, by_row, bias_post, check_chun
     at_risk = 0
     for r in prange(n_r):
         m = rows[r]
+        q = np.empty(n_n, F)
+        spread = np.empty(n_n, F)
+        failed = np.full(n_n, F(n_blocks))  # the first failing block, as F (one type: SIMD)
+        top, bottom, acc_top = F(2 * hi), F(2 * lo), F(acc_hi)
+        for n in range(n_n):
+            q[n] = F(base[r] if by_row else base[n])
+            spread[n] = F(abs(bias[r] if by_row else bias[n]))
+        for i in range(n_blocks):  # block by block, each pass branch-free over a row
+            block, first = F(i), preload and i == 0
+            s_row, u_row = sums[i, r], spreads[i, r]
+            if check_chunks:
+                limits = np.empty(n_n, F)
+                for n in range(n_n):
+                    b = F(abs(bias[r] if by_row else bias[n])) if first else F(0)
+                    limits[n] = min(F(spreads[i, r, n]), F(row_limits[r, i] * column_limits[n, i])) + b
+            for n in range(n_n):
+                u = F(u_row[n])
+                q_next = q[n] + F(s_row[n])
+                ok = (q[n] + q_next + u <= top) & (q[n] + q_next - u >= bottom)
+                if check_chunks:
+                    ok &= limits[n] <= acc_top
+                active = failed[n] == F(n_blocks)
+                take = ok & active
+                q[n] = q_next if take else q[n]
+                spread[n] += u if take else F(0)
+                failed[n] = block if (active ^ take) else failed[n]
         for n in range(n_n):
             sample, p = n // per_sample, n % per_sample
-            q = base[r] if by_row else base[n]
-            b = bias[r] if by_row else bias[n]
-            spread = abs(b)
-            failed = n_blocks
-            for i in range(n_blocks):
-                s = np.int64(sums[i, r, n])
-                u = np.int64(spreads[i, r, n])
-                spread += u
-                q_next = q + s
-                ok = q + q_next + u <= 2 * hi and q + q_next - u >= 2 * lo
-                if check_chunks and ok:
-                    first = abs(b) if (preload and i == 0) else 0
-                    ok = (u + first <= acc_hi
-                          or row_limits[r, i] * column_limits[n, i] + first <= acc_hi)  # fmt: skip
-                if not ok:
-                    failed = i
-                    break
-                q = q_next
-            start_block[sample, m, p] = failed
-            if failed < n_blocks:
+            start_block[sample, m, p] = np.int64(failed[n])
+            if failed[n] < F(n_blocks):
                 failures += 1
                 at_risk += 1
                 continue
-            if spread > safe_limit:
+            if spread[n] > F(safe_limit):
                 at_risk += 1
+            value = np.int64(q[n])
             if bias_post:
-                q, event = register_add(q, b, post_lo, post_hi, post_shift, post_wrap, np.int64)
+                value, event = register_add(value, bias[r] if by_row else bias[n], post_lo,
+                                            post_hi, post_shift, post_wrap, np.int64)  # fmt: skip
                 if event:
                     post_events[sample, m, p] = event
-            out[sample, m, p] = q
+            out[sample, m, p] = value
     return failures, at_risk
 
 
