@@ -170,9 +170,10 @@ def bench_sequential(rng) -> None:
         for count in (1, threads):
             numba.set_num_threads(count)
             t = best_of({"ours": lambda p=plan: kernels.gemm(a, b, p)}, repeats=3, rounds=2)["ours"]
+            rate = m * k * n / t / 1e9
             print(f"(3) every output at risk and saturating (uniform int8 codes), {label}, "
-                  f"{count} thread(s): {m * k * n / t / 1e9:.2f} GMAC/s = "
-                  f"{m * k * n / t / 1e9 / count:.2f} GMAC/s per core (target >= 2 per core)")  # fmt: skip
+                  f"{count} thread(s): {rate:.2f} GMAC/s = {rate / count:.2f} GMAC/s per core "
+                  "(target >= 2 per core)")  # fmt: skip
         numba.set_num_threads(threads)
 
 

@@ -5,17 +5,18 @@
 How the engine stays exact and fast:
 1. If no partial sum of any output can leave the registers' range (static bound
    K·max|a|·max|b| + max|bias| <= the smallest register's max), no overflow event can happen,
-   the plan's order does not matter and every output is the exact Σ a·b (+ bias); when that
-   bound is also <= 2^24, one float32 BLAS GEMM gives it with no further pass (`_float32_gemm`;
+   the plan's order does not matter and every output is the exact Σ a·b (+ bias); float32
+   BLAS on K-blocks within 2^24 gives it with no further pass (`_event_free_gemm`;
    with the torch integer backend, `kernels.intmm`, int8 codes take one int32 GEMM up to 2^31;
    `kernels.conv` does the same for convolutions without lowering them to integer im2col).
 2. Otherwise a cheap bound of each output's Σ|a·b|, min(Σ|a_m|·max|b_n|, max|a_m|·Σ|b_n|)
    (no GEMM; it isolates hot rows and columns), + |bias| decides which outputs are at risk.
    The others are exact sums.
-3. Rows holding many outputs at risk are screened block by block (`kernels.screen`): block
-   sums and block Σ|a·b| from BLAS give the exact running sum at every block boundary and
-   prove most outputs event-free; the rest continue sequentially from the first block that
-   may leave a register, from its exact running sum.
+3. Rows holding many outputs at risk are screened block by block (`kernels.screen`), when a
+   sample of them shows that it saves sequential work: block sums and block Σ|a·b| from BLAS
+   give the exact running sum at every block boundary and prove most outputs event-free; the
+   rest continue sequentially from the first block that may leave a register, from its exact
+   running sum. (Convolutions do this on float32 patches, `kernels.blockconv`.)
 4. Exact sums come from BLAS: one float32 GEMM for the rows whose Σ|a·b| stays <= 2^24 (every
    partial sum, in whatever order BLAS adds, is then an exactly representable integer), K-blocks
    in float32/float64 for the others. When a product or a sum is too large even for that,
@@ -53,6 +54,7 @@ _FLOAT64_EXACT = 1 << 53
 _MIN_FLOAT32_BLOCK = 256
 _DENSE_ROW_DIVISOR = 8  # a row (column) with >= N/8 (M/8) of its outputs at risk is dense
 _SCREEN_BLOCK = 96  # products per screening block (rounded up to whole chunks)
+_MAX_EVENT_FREE_BLOCKS = 4  # event-free GEMMs split into at most this many exact K-blocks
 _SCREEN_SAMPLES = 64  # outputs sampled to decide whether screening pays
 _SCREEN_MIN_SAVING = 0.1  # ... it does when it skips over 10 % of K on average
 _UNCHUNKED_STEP = 32  # without k_chunk, the sequential kernel tests blocks of this many products
@@ -210,23 +212,36 @@ def exact_sums(a: np.ndarray, b: np.ndarray, af: np.ndarray, row_bounds: np.ndar
 
 
 def _event_free_gemm(a, b, b_max, plan, bias):
-    """gemm_batched by one BLAS GEMM per group when that is provably exact and event-free, else
-    None: K·max|a|·max|b| bounds every partial sum in any order; with max|bias| inside the
-    registers no event can happen (the plan's order does not matter), and within 2^24 every
-    product and partial sum is an integer float32 holds exactly (within 2^31 for int8 codes on
-    the torch backend's int32 GEMM). The counters are all zero (read-only views)."""
-    bound = a.shape[2] * max_abs(a) * b_max
+    """gemm_batched by BLAS when that is provably exact and event-free, else None.
+
+    K·max|a|·max|b| bounds every partial sum in any order; with max|bias| inside the registers
+    no event can happen (the plan's order does not matter). Within 2^24 every product and
+    partial sum is an integer float32 holds exactly: one float32 GEMM per group; beyond it,
+    float32 GEMMs on the few K-blocks that stay within 2^24, added in float64 (exact below
+    2^53). Int8 codes within 2^31 take the torch backend's int32 GEMM when it is active. The
+    counters are all zero (read-only views)."""
+    a_max = max_abs(a)
+    bound = a.shape[2] * a_max * b_max
     bias_max = 0 if bias is None else max_abs(bias)
-    if bound + bias_max > plan.safe_limit or bound >= INT32_EXACT:
+    if bound + bias_max > plan.safe_limit or bound >= _FLOAT64_EXACT:
         return None
     products = [int8_matmul(a[g], b[g], bound) for g in range(a.shape[0])]
     if all(p is not None for p in products):
         out = np.stack(products).astype(np.int64)
-    elif bound <= FLOAT32_EXACT:
-        with blas_threads_for(a.shape[1] * a.shape[2] * b.shape[2]):
-            out = np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.int64)
     else:
-        return None
+        block = FLOAT32_EXACT // max(a_max * b_max, 1)
+        if block == 0 or -(-a.shape[2] // block) > _MAX_EVENT_FREE_BLOCKS:
+            return None
+        af, bf = a.astype(np.float32), b.astype(np.float32)
+        with blas_threads_for(a.shape[1] * min(block, a.shape[2]) * b.shape[2]):
+            if block >= a.shape[2]:
+                out = np.matmul(af, bf).astype(np.int64)
+            else:
+                total = np.zeros((a.shape[0], a.shape[1], b.shape[2]))
+                for g in range(a.shape[0]):
+                    for k0 in range(0, a.shape[2], block):
+                        total[g] += af[g][:, k0:k0 + block] @ bf[g][k0:k0 + block]
+                out = total.astype(np.int64)
     if bias is not None:
         out += bias[:, None, :]
     no_events = np.broadcast_to(np.zeros((), np.int64), out.shape)

@@ -1,16 +1,16 @@
 """Block screening: which outputs' running sums provably never leave the registers.
 
 K is cut into blocks (whole chunks of the plan). For each output, BLAS gives each block's exact
-sum s_i and its Σ|a·b| u_i, hence the exact running sum q_i at every block boundary (q_-1 is
-the preloaded bias, or 0). Any running sum inside block i, p = q_(i-1) + x = q_i - y with
-|x| + |y| <= u_i, lies within (q_(i-1) + q_i ± u_i) / 2. When that interval is inside the
-running register's range for every block (the partial sum with a k_chunk, whose states are
-running sums at chunk ends, else the accumulator), and with a k_chunk every chunk's own
-accumulator is safe too (u_i, + |bias| for a preloaded first block, <= the accumulator's max),
-no overflow event can happen before the end: the result is the exact sum, plus the post bias
-added in its register (one possible event, counted here). Other outputs continue sequentially
-(`kernels.accumulate`) from the first block that fails the test, starting from the exact
-q_(i-1).
+sum s_i and its Σ|a·b| (or an upper bound of it) u_i, hence the exact running sum q_i at every
+block boundary (q_-1 is the preloaded bias, or 0). Any running sum inside block i,
+p = q_(i-1) + x = q_i - y with |x| + |y| <= u_i, lies within (q_(i-1) + q_i ± u_i) / 2. When
+that interval is inside the running register's range for every block (the partial sum with a
+k_chunk, whose states are running sums at chunk ends, else the accumulator), and with a k_chunk
+every chunk's own accumulator is safe too (u_i, or a bound of each chunk's Σ|a·b|, + |bias| for
+a preloaded first block, <= the accumulator's max), no overflow event can happen before the
+end: the result is the exact sum, plus the post bias added in its register (one possible
+event, counted here). Other outputs continue sequentially (`kernels.accumulate`) from the first
+block that fails the test, starting from the exact q_(i-1).
 
 Sums of absolute values grow with the block length, the running sums' excursions only with its
 square root, so blocks of a few hundred products prove typical layers safe where one bound
@@ -50,9 +50,9 @@ def screen_blocks(sums, spreads, rows, base, bias, by_row, bias_post, check_chun
     preloaded bias in the first block).
 
     F is the arithmetic type: np.float64 (vectorizes; exact while every value stays within
-    2^52) or np.int64. Columns are pixels of samples: out, post_events and start_block are (samples, M, P) with
-    n = sample·P + p. Writes start_block[., rows[r], .] = the first block that fails (the
-    block count: none) and, for outputs that pass, out and post_events (the post bias's event;
+    2^52) or np.int64. Columns are pixels of samples: out, post_events and start_block are
+    (samples, M, P) with n = sample·P + p. Writes start_block[., rows[r], .] = the first
+    block that fails (the block count: none) and, for outputs that pass, out and post_events (the post bias's event;
     written when 1). Returns how many outputs failed, and how many outputs the bound
     Σ|a·b| + |bias| <= safe_limit does not prove event-free (the failed ones among them).
     """
@@ -76,7 +76,8 @@ def screen_blocks(sums, spreads, rows, base, bias, by_row, bias_post, check_chun
                 limits = np.empty(n_n, F)
                 for n in range(n_n):
                     b = F(abs(bias[r] if by_row else bias[n])) if first else F(0)
-                    limits[n] = min(F(spreads[i, r, n]), F(row_limits[r, i] * column_limits[n, i])) + b
+                    chunk_bound = F(row_limits[r, i] * column_limits[n, i])
+                    limits[n] = min(F(spreads[i, r, n]), chunk_bound) + b
             for n in range(n_n):
                 u = F(u_row[n])
                 q_next = q[n] + F(s_row[n])
