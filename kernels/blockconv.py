@@ -9,8 +9,7 @@ their largest |w|, so it is a GEMM of those maxima against the patches of the ro
 (kw taps summed once per input row), of depth K/kw. With both, the screen proves an output
 event-free or names the first block where it may not be; those outputs continue in the
 sequential kernel (`kernels.accumulate`) from their exact running sum, on integer patches
-gathered for their pixels only. Groups of samples are screened in threads of their own, one
-per core (`kernels.threads.map_in_threads`): the work is many single-threaded BLAS calls.
+gathered for their pixels only.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from kernels.gemm import (
 )
 from kernels.plan import AccumulatorStats, ReductionPlan
 from kernels.screen import NO_CHUNK_LIMITS, chunk_limits, screen_blocks, screen_type
-from kernels.threads import blas_threads_for, map_in_threads, threads_for
+from kernels.threads import blas_threads_for, threads_for
 
 _PATCH_BYTES = 1 << 23  # float32 patches gathered at a time (whole samples)
 
@@ -79,22 +78,20 @@ def screened_conv(x, w, stride, pads, dilation, out_hw, pad_value, plan: Reducti
     post = registers.running
     base = registers.base()[0]
     check = registers.chunks_need_checks(max_product)
-    weight_limits = NO_CHUNK_LIMITS[0]
+    weight_limits, pixel_limits = NO_CHUNK_LIMITS
     if check:  # each chunk's Σ|x·w| <= (the block's largest |w|)·(the chunk's Σ|x|)
         weight_limits = np.empty((n_o, len(bounds)), np.int64)
         chunk_limits(weights, plan.k_chunk, block, False, False, weight_limits)
     chunk = max(1, _PATCH_BYTES // (n_k * pixels * 4))
     channels = np.arange(n_o)
-
-    def screen_samples(first: int) -> tuple[int, tuple | None]:
-        """Screen samples first.. (one gather of patches): the outputs at risk and the restart
-        points of those that failed."""
+    flagged = []
+    n_risk = 0
+    for first in range(0, n_b, chunk):
         last = min(first + chunk, n_b)
         patches = im2col(xp[first:last], (kh, kw), stride, dilation, out_hw).reshape(n_k, -1)
         row_patches = im2col(row_sums[first:last], (kh, 1), stride, (dilation[0], 1),
                              out_hw).reshape(n_c * kh, -1)  # fmt: skip
         sums, spreads = _block_sums(weights_f, row_maxima, patches, row_patches, bounds, kw)
-        pixel_limits = NO_CHUNK_LIMITS[1]
         if check:
             pixel_limits = np.empty((patches.shape[1], len(bounds)), np.int64)
             with threads_for(patches.size):
@@ -109,14 +106,9 @@ def screened_conv(x, w, stride, pads, dilation, out_hw, pad_value, plan: Reducti
                 out[first:last],
                 (partial_sum_events if registers.chunked else acc_events)[first:last],
                 start_block)  # fmt: skip
-        restart = None
+        n_risk += at_risk
         if failures:
-            restart = _restart_points(sums, start_block, base, first, registers.chunked)
-        return at_risk, restart
-
-    screened = map_in_threads(screen_samples, range(0, n_b, chunk))
-    n_risk = sum(at_risk for at_risk, _ in screened)
-    flagged = [restart for _, restart in screened if restart is not None]
+            flagged.append(_restart_points(sums, start_block, base, first, registers.chunked))
     if flagged:
         _fold_flagged(x, w, stride, pads, dilation, out_hw, pad_value, registers, block,
                       max(x_max, w_max), x_max, w_max, flagged, out, acc_events,

@@ -16,19 +16,15 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import TypeVar
 
 import numba
 import numpy as np
 from numba import njit, prange
 from threadpoolctl import ThreadpoolController
 
-T = TypeVar("T")
-R = TypeVar("R")
 WORK_PER_THREAD = 1 << 21  # simple integer operations worth waking one more thread for
 BLAS_WORK_PER_THREAD = 1 << 26  # multiply-adds of one BLAS call worth waking one more thread for
 
@@ -95,25 +91,6 @@ def _torch_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def map_in_threads(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-    """[fn(item) for item in items], the items shared among as many threads of our own as
-    Numba's thread count allows, each running its kernels on one thread and BLAS on one thread
-    (for work made of many single-threaded BLAS calls, which one BLAS call cannot spread over
-    the cores). On the calling thread alone inside `single_threaded_kernels` (the caller runs
-    threads of its own), for one item, or when Numba cannot launch kernels from several threads.
-    """
-    workers = min(numba.get_num_threads(), len(items))
-    if workers < 2 or _pinned or not kernels_run_concurrently():
-        return [fn(item) for item in items]
-
-    def run(item: T) -> R:
-        one_kernel_thread()
-        return fn(item)
-
-    with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(run, items))
 
 
 def one_kernel_thread() -> None:
