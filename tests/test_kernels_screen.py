@@ -281,3 +281,19 @@ def test_the_sequential_kernel_gives_the_same_results_on_one_and_two_threads():
                                     acc_overflow="wrap")  # fmt: skip
     assert np.array_equal(out1, ref) and np.array_equal(out2, ref)
     assert np.array_equal(st1.acc_events, acc_ev) and np.array_equal(st2.acc_events, acc_ev)
+
+
+def test_samples_screened_one_gather_at_a_time_equal_the_direct_reference(monkeypatch):
+    monkeypatch.setattr(sys.modules["kernels.blockconv"], "_PATCH_BYTES", 1)  # a sample each
+    rng = np.random.default_rng(6)
+    x, w = _realistic_conv(rng, 3, 8, 5)
+    x[1, :, 2] = 127  # one sample saturates, and continues sequentially
+    plan = {"acc_bits": 14, "k_chunk": 8, "partial_sum_bits": 13, "bias_mode": "post"}
+    bias = rng.integers(-2000, 2000, 8)
+    with screen_block(24):
+        out, stats = kernels.conv2d(x, w, plan_of(**plan), padding=1, bias=bias)
+    ref, acc_ev, partial_sum_ev = conv2d_reference(x, w, pads=(1, 1, 1, 1), bias=bias, **plan)
+    assert np.array_equal(out, ref)
+    assert np.array_equal(stats.acc_events, acc_ev)
+    assert np.array_equal(stats.partial_sum_events, partial_sum_ev)
+    assert partial_sum_ev[1].any()
