@@ -4,7 +4,7 @@ Run: python benchmarks/bench_kernels.py
 Each figure is the best of several repetitions, timed in blocks per candidate over a few rounds
 (a warm-up call first, so the spinning worker threads that onnxruntime and OpenBLAS leave behind
 do not land on the next candidate); the rows added for the narrow registers print min / median
-of 3 interleaved runs. Ratios are throughput ratios (baseline time / our time), or time ratios
+of 3 runs in a row. Ratios are throughput ratios (baseline time / our time), or time ratios
 where they say so; the targets are printed next to them. The machine is shared: `uptime` is
 printed at the start and the end.
 """
@@ -68,17 +68,18 @@ def report(label: str, ratio: float, target: str) -> None:
 
 
 def min_median(fns: dict, repeats: int = 3) -> dict:
-    """(min, median) wall time of each callable over `repeats` interleaved runs, after one
-    warm-up call each."""
-    for fn in fns.values():
+    """(min, median) wall time of each callable over `repeats` runs in a row, after a warm-up
+    call (so the worker threads another library leaves spinning do not land on its runs)."""
+    result = {}
+    for name, fn in fns.items():
         fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+        times = []
+        for _ in range(repeats):
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: (min(t), statistics.median(t)) for name, t in times.items()}
+            times.append(time.perf_counter() - start)
+        result[name] = (min(times), statistics.median(times))
+    return result
 
 
 def ms(t: tuple[float, float]) -> str:

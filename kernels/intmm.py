@@ -4,8 +4,9 @@ The integer kernels get their exact sums from float32 BLAS by default (exact whi
 sum is an integer below 2^24). Where torch is installed (rsim's `train` extra) and the CPU has
 int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX), `torch._int_mm` computes int8
 products in int32, exact while |K·max|a|·max|b|| < 2^31, at several times float32 BLAS's rate.
-On CPUs without them torch falls back to a plain loop (0.6 GMAC/s measured on an AVX2-only
-EPYC, against ~10-70 GMAC/s for float32 BLAS), so it is not chosen there.
+On CPUs without them torch (2.13, CPU build) falls back to a plain loop: 0.2-1.4 GMAC/s
+measured on the AVX2-only EPYC this was written on, against 10-84 GMAC/s for numpy's float32
+BLAS on the same shape (onnxruntime's MatMulInteger: 5-9 GMAC/s), so it is not chosen there.
 
 RSIM_INT_BACKEND=numpy|torch|auto (default auto) chooses; `set_int_backend` does the same at run
 time (tests force each backend). Both give the same results bit for bit; only speed differs.
