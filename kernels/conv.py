@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit, prange
 
 from formats.errors import RsimError
+from kernels.blockconv import screened_conv
 from kernels.fconv import conv2d_float
 from kernels.gemm import FLOAT32_EXACT, check_bias, gemm_batched, int_codes, max_abs
 from kernels.plan import AccumulatorStats, ReductionPlan, integer_plan
@@ -150,10 +151,14 @@ def lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order) -> Lowe
 
 def _conv_gemm(x, w, stride, pads, dilation, groups, pad_value, k_order, plan, bias):
     """Validated conv2d core: returns out (N, O, OH, OW) and its stats."""
-    conv_out_hw(x.shape, w.shape, stride, pads, dilation, groups, k_order)
+    out_hw = conv_out_hw(x.shape, w.shape, stride, pads, dilation, groups, k_order)
     fast = _float32_conv(x, w, stride, pads, dilation, groups, pad_value, plan, bias)
     if fast is not None:
         return fast
+    if groups == 1 and k_order == "chw":
+        screened = screened_conv(x, w, stride, pads, dilation, out_hw, pad_value, plan, bias)
+        if screened is not None:
+            return screened
     low = lower_conv(x, w, stride, pads, dilation, groups, pad_value, k_order)
     bias_g = None if bias is None else bias.reshape(groups, -1)
     out, acc_ev, partial_sum_ev, n_risk = gemm_batched(low.cols, low.weights, plan, bias_g)

@@ -6,14 +6,15 @@ may wait a whole scheduler time slice), so small calls run on the calling thread
 (OpenBLAS) threads are set through threadpoolctl, which changes them at run time.
 
 A caller that runs kernels from several threads of its own (the simulator, a batch per thread)
-enters `single_threaded_kernels` once, from its own thread: BLAS then stays on one thread
-(threadpoolctl's setting is process-wide, so per-call changes from several threads would race)
-and each of its worker threads calls `one_kernel_thread` so that Numba parallel regions do not
-multiply the threads.
+enters `single_threaded_kernels` once, from its own thread: BLAS (and torch's intra-op pool,
+when the torch integer backend has loaded it) then stays on one thread (these settings are
+process-wide, so per-call changes from several threads would race) and each of its worker
+threads calls `one_kernel_thread` so that Numba parallel regions do not multiply the threads.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -68,12 +69,28 @@ def single_threaded_kernels() -> Iterator[None]:
     limit is process-wide and threadpoolctl lets only the thread that set it change it back, so
     a block entered from another thread waits until this one ends (nesting is fine)."""
     global _pinned
-    with _pin_lock, _blas_controller().limit(limits=1):
+    with _pin_lock, _blas_controller().limit(limits=1), _torch_threads(1):
         _pinned += 1
         try:
             yield
         finally:
             _pinned -= 1
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Within the block, torch's intra-op pool has `count` threads, when torch is loaded (the
+    integer backend, `kernels.intmm`); otherwise nothing to limit."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def one_kernel_thread() -> None:

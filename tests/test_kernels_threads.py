@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from kernels.threads import (
     BLAS_WORK_PER_THREAD,
@@ -59,3 +60,11 @@ def test_single_threaded_blocks_from_two_threads_take_turns_and_restore_blas():
     assert [kind for kind, _ in events] == ["in", "out", "in", "out"]
     assert events[0][1] == events[1][1]
     assert _blas_threads() == before
+
+
+def test_single_threaded_kernels_pin_torch_when_the_integer_backend_loaded_it():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    with single_threaded_kernels():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
