@@ -212,9 +212,7 @@ def _codes(x: object, what: str) -> np.ndarray:
         raise RsimError(f"{what}: must be integer codes, got dtype {arr.dtype}")
     if arr.size and (int(arr.min()) < -CODE_LIMIT or int(arr.max()) >= CODE_LIMIT):
         raise RsimError(f"{what}: codes must lie in [-2^31, 2^31), got {arr.min()}..{arr.max()}")
-    if arr.dtype.kind == "u":
-        arr = arr.astype(np.int64)
-    return np.ascontiguousarray(arr)
+    return np.require(arr, np.int64 if arr.dtype.kind == "u" else None, "C")
 
 
 def _magnitude(arr: np.ndarray) -> int:

@@ -325,3 +325,127 @@ def test_gelu_of_every_8bit_code_is_within_the_stated_error(fl_in):
     codes, _, saturated = int_gelu(q.astype(np.int8), fl_in, 8, fl_in)
     assert saturated == 0
     assert np.abs(codes / 2.0**fl_in - want).max() <= 0.5 / 2**fl_in + GELU_APPROX
+
+
+# -- (3) the square root -------------------------------------------------------------------------
+
+
+def test_sqrt_is_the_floor_square_root_of_every_n_below_2_to_the_20():
+    n = np.arange(1 << 20, dtype=np.int64)
+    r = int_sqrt(n)
+    assert np.all(r * r <= n) and np.all((r + 1) * (r + 1) > n)
+
+
+def test_sqrt_of_63_bit_integers_equals_math_isqrt():
+    rng = np.random.default_rng(5)
+    n = rng.integers(0, 2**63 - 1, 20000, dtype=np.int64, endpoint=True)
+    n = n >> rng.integers(0, 63, n.size)  # every magnitude, not only the top binades
+    k = np.array([3037000499, 2**31, 2**16, 3, 1], dtype=np.int64)
+    edges = np.concatenate([k * k, k * k - 1, k * k + 1, [0, 1, 2, 2**62, 2**63 - 1]])
+    edges = edges[(edges >= 0)]
+    for values in (n, edges):
+        assert int_sqrt(values).tolist() == [math.isqrt(int(v)) for v in values]
+    assert int_sqrt(np.uint8(200)) == 14 and int_sqrt(np.array([[16]], np.int8)).shape == (1, 1)
+
+
+# -- (4) edge cases --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [-(2**31), -128, 0, 127, 2**31 - 1])
+def test_softmax_of_equal_codes_is_one_over_the_row_length(value):
+    for n in (1, 2, 3, 4, 5, 7, 8, 16, 100, 128):
+        codes, _, saturated = int_softmax(np.full((3, n), value), 4, -1, 16, 15, signed=False)
+        assert np.all(codes == codes[0, 0]) and saturated == 0
+        if n & (n - 1) == 0:
+            assert codes[0, 0] == 2**15 // n
+        assert abs(int(codes[0, 0]) - 2**15 / n) < 1
+    codes, _, saturated = int_softmax(np.full((2, 1), value, np.int64), 0, 1, 8, 7)
+    assert codes.tolist() == [[127], [127]] and saturated == 2  # 1.0 does not fit fixed<8,7>
+
+
+def test_softmax_of_a_row_of_the_most_negative_code_with_one_maximum():
+    row = np.full(128, -128, np.int8)
+    row[77] = 127
+    codes, _, saturated = int_softmax(row, 4, 0, 8, 7)
+    assert codes[77] == 127 and saturated == 1 and not np.delete(codes, 77).any()
+    codes, _, _ = int_softmax(row, 0, 0, 16, 15)  # exp(-255) is far below the LSB as well
+    assert codes[77] == 2**15 - 1 and not np.delete(codes, 77).any()
+
+
+def test_softmax_depends_only_on_differences_up_to_the_largest_codes():
+    rng = np.random.default_rng(6)
+    q = rng.integers(-128, 128, (20, 32))
+    shifted = q + (2**31 - 1 - q.max())  # the largest code becomes 2^31 - 1
+    for fl_in in (-3, 4, 20):
+        assert np.array_equal(int_softmax(shifted, fl_in, 1, 16, 14).codes,
+                              int_softmax(q, fl_in, 1, 16, 14).codes)  # fmt: skip
+
+
+def test_gelu_of_large_inputs_is_the_input_or_zero():
+    """Beyond |x| = 1.769·√2 the erf polynomial is clipped to ±1 exactly: GELU(x) = x or 0."""
+    for fl_in in (0, 4, 16):
+        q = np.array([math.ceil(2.51 * 2**fl_in), 2**24, 2**31 - 1])
+        codes, fl, saturated = int_gelu(q, fl_in, 32, fl_in)
+        assert codes.tolist() == q.tolist() and saturated == 0
+        assert not int_gelu(-q, fl_in, 32, fl_in).codes.any()
+    assert int_gelu(np.int32(2**31 - 1), 0, 8, 0) == (np.array(127), 0, 1)
+    assert int_gelu(np.int32(2**31 - 1), 0, 8, 0).codes.shape == ()
+
+
+@pytest.mark.parametrize("eps", [0.0, 1e-5])
+def test_layernorm_of_constant_groups_is_beta(eps):
+    rng = np.random.default_rng(7)
+    q = np.repeat(rng.integers(-(2**15), 2**15, (6, 1, 1)), 48, axis=2).reshape(6, 4, 12)
+    gamma = rng.integers(-128, 128, (4, 12))
+    beta = rng.integers(-128, 128, (4, 12))
+    codes, _, saturated = int_layernorm(q, 3, gamma, 6, beta, 6, (1, 2), 8, 4, eps=eps)
+    want = [[round(Fraction(int(b), 4)) for b in row] for row in beta]  # half to even
+    assert saturated == 0 and all(c.tolist() == want for c in codes)
+
+
+def test_layernorm_depends_only_on_differences_up_to_16_bit_codes():
+    rng = np.random.default_rng(8)
+    q = rng.integers(-128, 128, (5, 768))
+    gamma, beta = rng.integers(16, 128, 768), rng.integers(-64, 64, 768)
+    base = int_layernorm(q, 4, gamma, 6, beta, 6, -1, 8, 4).codes
+    shifted = int_layernorm(q + 2**15 - 128, 4, gamma, 6, beta, 6, -1, 8, 4).codes
+    assert np.array_equal(base, shifted)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+Q = np.zeros((2, 3), np.int64)
+G = np.ones(3, np.int64)
+
+
+@pytest.mark.parametrize("call, named", [
+    (lambda: int_softmax(Q.astype(float), 4, -1, 8, 7), "codes"),
+    (lambda: int_softmax(Q + 2**31, 4, -1, 8, 7), "codes"),
+    (lambda: int_softmax(Q, 4, 2, 8, 7), "axis"),
+    (lambda: int_softmax(Q[0, 0], 4, 0, 8, 7), "codes"),
+    (lambda: int_softmax(Q, 4, -1, 0, 7), "out_bits"),
+    (lambda: int_softmax(Q, 4, -1, 8, 40), "out_fl"),
+    (lambda: int_softmax(Q, 4, -1, 8, 7, exp_fl=31), "exp_fl"),
+    (lambda: int_softmax(Q, 50, -1, 8, 7), "fl_in"),
+    (lambda: int_softmax(Q, 20, -1, 8, 7, exp_fl=30, recip_bits=30), "recip_bits"),
+    (lambda: int_softmax(Q, 4, -1, 8, 7, rounding="up"), "rounding"),
+    (lambda: int_softmax(Q, 4, -1, 8, 7, rounding="stochastic"), "rng"),
+    (lambda: int_exp(Q + 1, 4), "codes"),
+    (lambda: int_sqrt(np.array([-1])), "n"),
+    (lambda: int_sqrt(np.array([1.0])), "n"),
+    (lambda: int_layernorm(Q, 4, np.ones(2, int), 6, G, 6, -1, 8, 4), "gamma_codes"),
+    (lambda: int_layernorm(Q, 4, G, 6, G.astype(float), 6, -1, 8, 4), "beta_codes"),
+    (lambda: int_layernorm(Q, 4, G, 6, G, 6, (1, -1), 8, 4), "axes"),
+    (lambda: int_layernorm(Q, 4, G, 6, G, 6, (), 8, 4), "axes"),
+    (lambda: int_layernorm(Q, 4, G, 6, G, 6, -1, 8, 4, eps=-1.0), "eps"),
+    (lambda: int_layernorm(Q, 4, G, 6, G, 6, -1, 8, 4, norm_fl=20), "norm_fl"),
+    (lambda: int_layernorm(Q, 4, G, 6, G, 6, -1, 8, -60), "out_fl"),
+    (lambda: int_layernorm(Q + 2**31 - 1, 4, G, 6, G, 6, -1, 8, 4), "codes"),
+    (lambda: int_gelu(Q, 4, 8, 4, erf_fl=30), "erf_fl"),
+    (lambda: int_gelu(Q, 4, 8, -60), "out_fl"),
+    (lambda: int_gelu(Q, 4, 65, 4), "out_bits"),
+])  # fmt: skip
+def test_bad_arguments_raise_an_rsim_error_naming_them(call, named):
+    with pytest.raises(RsimError, match=rf"^{named}\b"):
+        call()
