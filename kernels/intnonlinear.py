@@ -12,10 +12,11 @@ completely in integer arithmetic by the rules below and its docstring.
 - Internal rounding: rshift(v, k) = floor((v + 2^(k−1)) / 2^k) for k > 0 and v for k = 0 (add
   half an LSB, arithmetic shift right: ties toward +inf). Every intermediate shift rounds so.
 - Moving codes to a grid: align(q, s) = q · 2^s for s >= 0 (exact), rshift(q, −s) for s < 0.
-- Output stage: round(v / 2^s) in the caller's `rounding` (`kernels.requant.round_shift`; for
-  stochastic, floor(v / 2^s + u) with u = rng.random(codes.shape)[index], the output element's
-  index in C order), v · 2^−s for s < 0 (exact), then saturation to the `out_bits` range
-  (two's complement, or unsigned with signed=False); saturated outputs are counted.
+- Output stage: round(v / 2^s) in the caller's `rounding` (for stochastic, floor(v / 2^s + u)
+  with u = rng.random(codes.shape)[index], the output element's index in C order), v · 2^−s for
+  s < 0 (exact), then saturation to the `out_bits` range (two's complement, or unsigned with
+  signed=False); saturated outputs are counted. This is `kernels.requant.requantize_to_range`'s
+  pass, called on each row or block.
 - Registers: each intermediate's bound is stated with its definition. The simulator holds them in
   int64; the wrapper computes the bounds for the given codes and parameters and raises RsimError
   before running if any would reach 2^62. No intermediate wraps or saturates except the clamps
@@ -35,7 +36,7 @@ from numba import njit, prange
 from formats.base import check_int, int_dtype_for
 from formats.errors import RsimError
 from formats.modes import Rounding, as_rounding
-from kernels.requant import round_shift
+from kernels.requant import _shift_saturate
 from kernels.threads import threads_for
 
 EXP_POLY = (0.3585, 1.353, 0.344)  # I-BERT: exp(p) ≈ a·(p + b)^2 + c for p in (−ln2, 0]
@@ -43,7 +44,7 @@ ERF_POLY = (-0.2888, -1.769)  # I-BERT: erf(v) ≈ sgn(v)·(a·(min(|v|, −b) +
 CODE_LIMIT = 1 << 31  # inputs are codes in [−2^31, 2^31)
 REGISTER_LIMIT_BITS = 62  # every intermediate stays below 2^62 in magnitude
 SQRT_RADICAND_BITS = 32  # LayerNorm normalizes the variance to 31-32 bits before the square root
-LUT_LIMIT = 1 << 16  # softmax tabulates its exponential when the codes span at most this many
+LUT_LIMIT = 1 << 16  # softmax (exp) and GELU tabulate a function of the code below this span
 
 
 class IntOutput(NamedTuple):
@@ -111,15 +112,9 @@ def _exp_code(d, k):
     return _rshift(e0, z)
 
 
-@njit(cache=True, inline="always")
-def _output(v, s, rounding, u, lo, hi):
-    """(code, saturated) of v / 2^s through the output stage."""
-    r = round_shift(v, s, rounding, u) if s >= 0 else v << -s
-    c = min(max(r, lo), hi)
-    return c, c != r
-
-
 # -- array kernels -----------------------------------------------------------------------------
+
+BLOCK = 4096  # elements per block of the element-wise kernels (its scratch stays in cache)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -135,8 +130,10 @@ def _isqrt_array(n, out):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _softmax_rows(x, lut, d_lo, use_lut, k, recip_bits, out_fl, rounding, u, stochastic, lo, hi,
-                  out, saturated):  # fmt: skip
+def _softmax_rows(x, lut, d_lo, use_lut, k, recip_bits, out_fl, rounding, u, lo, hi, out,
+                  saturated):  # fmt: skip
+    """Rows of x (rows, n) through `int_softmax`; u is (rows, n) for stochastic rounding, else
+    one dummy row."""
     rows, n = x.shape
     for r in prange(rows):
         m = np.int64(x[r, 0])
@@ -150,18 +147,16 @@ def _softmax_rows(x, lut, d_lo, use_lut, k, recip_bits, out_fl, rounding, u, sto
             total += e[j]
         top = _bit_length(total) - 1 + recip_bits
         inv = (np.int64(1) << top) // total
-        count = 0
         for j in range(n):
-            c, sat = _output(e[j] * inv, top - out_fl, rounding, u[r, j] if stochastic else 0.0,
-                             lo, hi)  # fmt: skip
-            out[r, j] = c
-            count += sat
-        saturated[r] = count
+            e[j] *= inv
+        draws = u[min(np.int64(r), u.shape[0] - 1)]
+        _shift_saturate(e, top - out_fl, rounding, draws, lo, hi, out[r], saturated[r])
 
 
 @njit(cache=True, parallel=True, nogil=True)
 def _layernorm_rows(x, gamma, beta, eps_code, norm_fl, recip_bits, gamma_shift, beta_shift,
-                    out_shift, rounding, u, stochastic, lo, hi, out, saturated):  # fmt: skip
+                    out_shift, rounding, u, lo, hi, out, saturated):  # fmt: skip
+    """Groups of x (rows, n) through `int_layernorm`; u as in `_softmax_rows`."""
     rows, n = x.shape
     for r in prange(rows):
         s1 = np.int64(0)
@@ -179,27 +174,39 @@ def _layernorm_rows(x, gamma, beta, eps_code, norm_fl, recip_bits, gamma_shift, 
             top = _bit_length(root) - 1 + recip_bits
             inv = (np.int64(1) << top) // root
             y_shift = top - g - norm_fl
-        count = 0
+        acc = np.empty(n, np.int64)
         for j in range(n):
             y = _rshift((n * np.int64(x[r, j]) - s1) * inv, y_shift)
-            acc = ((y * gamma[j]) << gamma_shift) + (beta[j] << beta_shift)
-            c, sat = _output(acc, out_shift, rounding, u[r, j] if stochastic else 0.0, lo, hi)
-            out[r, j] = c
-            count += sat
-        saturated[r] = count
+            acc[j] = ((y * gamma[j]) << gamma_shift) + (beta[j] << beta_shift)
+        draws = u[min(np.int64(r), u.shape[0] - 1)]
+        _shift_saturate(acc, out_shift, rounding, draws, lo, hi, out[r], saturated[r])
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _gelu_array(x, shift, clip, a, w, out_shift, rounding, u, stochastic, lo, hi, out, saturated):
+def _gelu_array(x, shift, clip, a, w, out_shift, rounding, u, lo, hi, out, saturated):
+    """x (flat) through `int_gelu`, in blocks; u is like x for stochastic rounding, else a dummy."""
     one = np.int64(1) << w
+    for b in prange((x.size + BLOCK - 1) // BLOCK):
+        start, stop = b * BLOCK, min((b + 1) * BLOCK, x.size)
+        v = np.empty(stop - start, np.int64)
+        for i in range(start, stop):
+            q = np.int64(x[i])
+            m = min(_align(abs(q), shift), clip) - clip
+            erf_abs = _rshift(a * _rshift(m * m, w), w) + one
+            v[i - start] = q * (one + (erf_abs if q > 0 else (-erf_abs if q < 0 else 0)))
+        _shift_saturate(v, out_shift, rounding, u[start:stop] if u.size == x.size else u, lo, hi,
+                        out[start:stop], saturated[start:stop])  # fmt: skip
+
+
+@njit(cache=True, parallel=True, nogil=True)
+def _lookup(x, first, table, table_saturated, out):
+    """out = table[x − first]; returns how many of the looked-up entries saturated."""
+    count = 0
     for i in prange(x.size):
-        q = np.int64(x[i])
-        v = min(_align(abs(q), shift), clip) - clip
-        erf_abs = _rshift(a * _rshift(v * v, w), w) + one
-        h = one + (erf_abs if q > 0 else (-erf_abs if q < 0 else 0))
-        c, sat = _output(q * h, out_shift, rounding, u[i] if stochastic else 0.0, lo, hi)
-        out[i] = c
-        saturated[i] = sat
+        j = np.int64(x[i]) - first
+        out[i] = table[j]
+        count += table_saturated[j]
+    return count
 
 
 # -- validation helpers ------------------------------------------------------------------------
@@ -294,7 +301,7 @@ def int_exp(codes: np.ndarray, fl_in: int, *, exp_fl: int = 15) -> IntOutput:
 
     1. t = max(align(q, W − fl_in), −(W + 2)·ln2): x on the grid 2^-W. The clamp changes no
        result (every t <= −(W + 2)·ln2 gives 0) and bounds t to ceil(log2((W + 2)·ln2)) + 1 bits
-       (21 for W = 15).
+       (20 for W = 15).
     2. z = floor(−t / ln2) in 0..W + 2 (an exact integer division by the constant ln2), and
        p = t + z·ln2 in (−ln2, 0]: x = p − z·ln 2.
     3. u = p + b in (b − ln2, b]: W + 1 bits unsigned; u² < 1.84 · 2^2W: 2W + 1 bits (31).
@@ -385,14 +392,12 @@ def int_softmax(
     lut = np.zeros(1, np.int64)
     if use_lut:
         lut = int_exp(np.arange(-span, 1), fl_in, exp_fl=exp_fl).codes
-    stochastic = mode is Rounding.STOCHASTIC
     out = np.empty(rows.shape, dtype)
-    saturated = np.empty(rows.shape[0], np.int64)
+    saturated = np.empty(rows.shape, np.bool_)
     with threads_for(32 * arr.size):
         _softmax_rows(rows, lut, -span, use_lut, k, recip_bits, out_fl, mode.code,
-                      _to_rows(u, (ax,)) if stochastic else u.reshape(1, 1), stochastic, lo, hi,
-                      out, saturated)  # fmt: skip
-    return IntOutput(_from_rows(out, arr.shape, (ax,)), out_fl, int(saturated.sum()))
+                      _to_rows(u, (ax,)), lo, hi, out, saturated)  # fmt: skip
+    return IntOutput(_from_rows(out, arr.shape, (ax,)), out_fl, int(np.count_nonzero(saturated)))
 
 
 def int_layernorm(
@@ -419,10 +424,11 @@ def int_layernorm(
     gamma and beta are codes (fractional lengths gamma_fl, beta_fl) broadcasting to the shape of
     the normalized axes (in axis order). Per group of n codes (F = norm_fl, P = recip_bits):
 
-    1. s1 = sum(q), s2 = sum(q²); c_j = n·q_j − s1 = n·(q_j − mean), exact (no rounded mean).
-    2. E = round_half_even(eps · n² · 2^(2·fl_in)), computed exactly from eps's float64 value: eps
-       in the units of D. D = n·s2 − s1² + E = n²·(var + eps) in code units (the widest register:
-       2·bits(n·max|q|) bits, 36 for 8-bit codes and n = 768).
+    1. s1 = sum(q), s2 = sum(q²) (bits(n·max|q|) + 1 and bits(n·max|q|²) bits);
+       c_j = n·q_j − s1 = n·(q_j − mean), exact: no rounded mean.
+    2. E = round_half_even(eps · n² · 2^(2·fl_in)): eps in the units of D, computed exactly from
+       eps's float64 value. D = n·s2 − s1² + E = n²·(var + eps) in code units, the widest
+       register: bits((n·max|q|)² + E) bits, 34 for 8-bit codes and n = 768.
     3. D = 0 (a constant group, eps rounding to 0) gives y_j = 0. Otherwise
        g = max(0, floor((32 − bits(D)) / 2)), r = `int_sqrt`(D · 4^g) ≈ 2^g·sqrt(D) (16 bits when
        D < 2^32), k = bits(r) − 1 + P, R = floor(2^k / r) in (2^(P−1), 2^P].
@@ -458,7 +464,7 @@ def int_layernorm(
         raise RsimError(f"out_fl: {out_fl} is {out_shift} bits coarser than the accumulator's "
                         f"max(norm_fl + gamma_fl, beta_fl) = {f}; at most 62 are allowed")
     spread = n * _magnitude(arr)
-    _register((spread * spread + eps_code).bit_length(), "codes",
+    _register((spread * spread + eps_code).bit_length(), "codes, eps",
               "n·sum(q²) − sum(q)² + eps (the variance register)")  # fmt: skip
     _register((2 * spread).bit_length() + recip_bits + 1, "codes",
               "the centred code times the reciprocal")  # fmt: skip
@@ -470,14 +476,12 @@ def int_layernorm(
     if arr.size == 0:
         return IntOutput(np.empty(arr.shape, dtype), out_fl, 0)
     rows = _to_rows(arr, ax)
-    stochastic = mode is Rounding.STOCHASTIC
     out = np.empty(rows.shape, dtype)
-    saturated = np.empty(rows.shape[0], np.int64)
+    saturated = np.empty(rows.shape, np.bool_)
     with threads_for(16 * arr.size):
         _layernorm_rows(rows, gamma, beta, eps_code, norm_fl, recip_bits, gamma_shift, beta_shift,
-                        out_shift, mode.code, _to_rows(u, ax) if stochastic else u.reshape(1, 1),
-                        stochastic, lo, hi, out, saturated)  # fmt: skip
-    return IntOutput(_from_rows(out, arr.shape, ax), out_fl, int(saturated.sum()))
+                        out_shift, mode.code, _to_rows(u, ax), lo, hi, out, saturated)  # fmt: skip
+    return IntOutput(_from_rows(out, arr.shape, ax), out_fl, int(np.count_nonzero(saturated)))
 
 
 def _affine(values: object, what: str, norm_shape: tuple[int, ...]) -> np.ndarray:
@@ -515,7 +519,9 @@ def int_gelu(
     3. h = 2^W + sgn(q)·erf_abs ≈ (1 + erf(x/√2)) · 2^W in [0, 2^(W+1)].
     4. The output stage of q · h (bits(max|q|) + W + 2 bits) with shift W + 1 + fl_in − out_fl.
 
-    Needs erf_fl in 4..29, fl_in within 30 of erf_fl, and the output shift at most 62.
+    Needs erf_fl in 4..29, fl_in within 30 of erf_fl, and the output shift at most 62. With
+    deterministic rounding and codes spanning fewer values than twice their count (and below
+    2^16), the outputs are looked up in a table of these steps over the span (the same values).
     """
     check_int(erf_fl, "erf_fl", 4, 29)
     check_int(fl_in, "fl_in", erf_fl - 30, erf_fl + 30)
@@ -530,11 +536,22 @@ def int_gelu(
               "x·(1 + erf) shifted to the output grid")  # fmt: skip
     clip = round(-ERF_POLY[1] * math.sqrt(2) * 2**erf_fl)
     a2 = round(ERF_POLY[0] / 2 * 2**erf_fl)
-    stochastic = mode is Rounding.STOCHASTIC
+
+    def gelu(flat: np.ndarray, draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out, saturated = np.empty(flat.size, dtype), np.empty(flat.size, np.bool_)
+        with threads_for(8 * flat.size):
+            _gelu_array(flat, erf_fl - fl_in, clip, a2, erf_fl, out_shift, mode.code, draws, lo,
+                        hi, out, saturated)  # fmt: skip
+        return out, saturated
+
+    flat = arr.reshape(-1)
+    first = int(arr.min()) if arr.size else 0
+    span = int(arr.max()) - first if arr.size else 0
+    if mode is Rounding.STOCHASTIC or span >= min(LUT_LIMIT, 2 * arr.size):
+        out, saturated = gelu(flat, u.reshape(-1))
+        return IntOutput(out.reshape(arr.shape), out_fl, int(np.count_nonzero(saturated)))
+    table, table_saturated = gelu(np.arange(first, first + span + 1), u.reshape(-1))
     out = np.empty(arr.shape, dtype)
-    saturated = np.empty(arr.shape, np.bool_)
-    with threads_for(8 * arr.size):
-        _gelu_array(arr.reshape(-1), erf_fl - fl_in, clip, a2, erf_fl, out_shift, mode.code,
-                    u.reshape(-1), stochastic, lo, hi, out.reshape(-1),
-                    saturated.reshape(-1))  # fmt: skip
-    return IntOutput(out, out_fl, int(saturated.sum()))
+    with threads_for(arr.size):
+        count = _lookup(flat, first, table, table_saturated, out.reshape(-1))
+    return IntOutput(out, out_fl, int(count))
