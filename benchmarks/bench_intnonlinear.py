@@ -77,7 +77,7 @@ def main() -> None:
     compare("layernorm (64, 128, 768) -> fixed<8,4>",
             lambda: int_layernorm(acts, FL_IN, gamma, 6, beta, 6, -1, 8, OUT_FL),
             lambda: layernorm(x, gf, bf),
-            lambda: to_codes(layernorm(acts / 2.0**FL_IN, gf, bf), OUT_FL), args.repeat)  # fmt: skip
+            lambda: to_codes(layernorm(acts / 2.0**FL_IN, gf, bf), OUT_FL), args.repeat)
     compare("gelu (64, 128, 768) -> fixed<8,4> (float: the tanh form)",
             lambda: int_gelu(acts, FL_IN, 8, OUT_FL), lambda: gelu(x),
             lambda: to_codes(gelu(acts / 2.0**FL_IN), OUT_FL), args.repeat)  # fmt: skip
