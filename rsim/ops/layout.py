@@ -2,8 +2,9 @@
 
 Attributes (normalised, every axis non-negative): concat `axis`; flatten `axis` (output is 2-D:
 product of the axes before it, product of the rest); reshape `shape` (ONNX meaning: 0 copies the
-input's dimension, -1 is inferred; the frontend writes 0 in front where the batch is carried
-through); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
+input's dimension unless `allowzero`, -1 is inferred; where the batch is carried through, the
+frontend writes 0 in front, or under `allowzero` (where 0 is a real size) sets `batch_copy`,
+which takes the leading dimension from the input whatever the target says); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
 `pads` (one (begin, end) pair per axis, negative crops), `mode` (constant | reflect | edge |
 wrap) and `value`.
 
@@ -47,10 +48,12 @@ def _flatten(arrays, attrs, params):
     return x.reshape(_flatten_shape([x.shape], attrs, params))
 
 
-def reshape_target(in_shape, shape, allowzero: bool = False) -> tuple[int, ...]:
+def reshape_target(in_shape, shape, allowzero: bool = False,
+                   batch_copy: bool = False) -> tuple[int, ...]:
     """The output shape of an ONNX Reshape of `in_shape` to `shape` (0 = copy unless allowzero,
-    -1 = inferred)."""
-    out = [in_shape[i] if (d == 0 and not allowzero) else d for i, d in enumerate(shape)]
+    -1 = inferred; `batch_copy`: the leading dimension is the input's)."""
+    out = [in_shape[i] if (d == 0 and not allowzero) or (i == 0 and batch_copy) else d
+           for i, d in enumerate(shape)]
     total = math.prod(in_shape)
     if -1 in out:
         known = math.prod(d for d in out if d != -1)
@@ -63,7 +66,8 @@ def reshape_target(in_shape, shape, allowzero: bool = False) -> tuple[int, ...]:
 
 
 def _reshape_shape(shapes, attrs, params):
-    return reshape_target(tuple(shapes[0]), attrs["shape"], attrs.get("allowzero", False))
+    return reshape_target(tuple(shapes[0]), attrs["shape"], attrs.get("allowzero", False),
+                          attrs.get("batch_copy", False))
 
 
 def _reshape(arrays, attrs, params):
