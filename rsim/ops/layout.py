@@ -3,8 +3,9 @@
 Attributes (normalised, every axis non-negative): concat `axis`; flatten `axis` (output is 2-D:
 product of the axes before it, product of the rest); reshape `shape` (ONNX meaning: 0 copies the
 input's dimension unless `allowzero`, -1 is inferred; where the batch is carried through, the
-frontend writes 0 in front, or under `allowzero` (where 0 is a real size) sets `batch_copy`,
-which takes the leading dimension from the input whatever the target says); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
+frontend writes 0 for the leading dimensions up to the batch's, or under `allowzero` (where 0
+is a real size) sets `copy_leading`, the number of leading dimensions taken from the input
+whatever the target says); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
 `pads` (one (begin, end) pair per axis, negative crops), `mode` (constant | reflect | edge |
 wrap) and `value`.
 
@@ -49,10 +50,10 @@ def _flatten(arrays, attrs, params):
 
 
 def reshape_target(in_shape, shape, allowzero: bool = False,
-                   batch_copy: bool = False) -> tuple[int, ...]:
+                   copy_leading: int = 0) -> tuple[int, ...]:
     """The output shape of an ONNX Reshape of `in_shape` to `shape` (0 = copy unless allowzero,
-    -1 = inferred; `batch_copy`: the leading dimension is the input's)."""
-    out = [in_shape[i] if (d == 0 and not allowzero) or (i == 0 and batch_copy) else d
+    -1 = inferred; the first `copy_leading` dimensions are the input's)."""
+    out = [in_shape[i] if (d == 0 and not allowzero) or i < copy_leading else d
            for i, d in enumerate(shape)]
     total = math.prod(in_shape)
     if -1 in out:
@@ -67,7 +68,7 @@ def reshape_target(in_shape, shape, allowzero: bool = False,
 
 def _reshape_shape(shapes, attrs, params):
     return reshape_target(tuple(shapes[0]), attrs["shape"], attrs.get("allowzero", False),
-                          attrs.get("batch_copy", False))
+                          attrs.get("copy_leading", 0))
 
 
 def _reshape(arrays, attrs, params):

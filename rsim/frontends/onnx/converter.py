@@ -79,6 +79,7 @@ class OnnxConverter:
                  index_inputs: frozenset[str] = frozenset()):
         self.model, self.graph, self.opset, self.path = model, model.graph, opset, path
         self.index_tensors = set(index_inputs)
+        self._batch_inner: dict[str, int] = {}
         self.builder = GraphBuilder(bound, self.error)
         self.builder.constants.update(
             {t.name: numpy_helper.to_array(t) for t in self.graph.initializer})
@@ -178,6 +179,24 @@ class OnnxConverter:
             else:
                 params[role] = self.const(name, f"the {role} operand")
         return inputs, tuple(roles), params
+
+    def batch_inner(self, name: str) -> int:
+        """How many elements of the dimensions folded behind the batch share its axis (1 when
+        the batch has an axis of its own): what a reshape splitting that axis needs to know.
+        Reshapes record it; other layers keep their batch-carrying input's."""
+        name = self.resolve(name)
+        while name not in self._batch_inner:
+            producer = next((layer for layer in reversed(self.builder.layers)
+                             if layer.outputs[0] == name), None)
+            carrier = None if producer is None else next(
+                (t for t in producer.inputs if self.builder.batch_axis(t) is not None), None)
+            if carrier is None:
+                return 1
+            name = carrier
+        return self._batch_inner[name]
+
+    def set_batch_inner(self, name: str, inner: int) -> None:
+        self._batch_inner[self.resolve(name)] = inner
 
     def is_index(self, name: str) -> bool:
         """Whether the tensor holds indices or truth values (integer or boolean in ONNX)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from rsim.frontends.onnx.registry import converts
 from rsim.ops.layout import reshape_target
 
@@ -40,25 +42,40 @@ def _flatten(ctx, node, ins, attrs):
 
 @converts("Reshape")
 def _reshape(ctx, node, ins, attrs):
-    """A literal batch in the target of a tensor that carries the batch becomes a copy of the
-    input's leading dimension (0, or under allowzero, where 0 is a real size, `batch_copy`), so
-    a model exported for one batch runs any batch."""
+    """A model exported for one batch runs any batch: where the target repeats the input's
+    dimensions up to the one that carries the batch, it copies them (0, or under allowzero,
+    where 0 is a real size, `copy_leading`); where the batch lands in a target dimension merged
+    or split with others (sequence-first attention's heads), that dimension is inferred (-1)."""
     x = ctx.activation(ins[0])
     target = ([int(d) for d in ctx.const(ins[1], "the Reshape shape")] if ctx.opset >= 5
               else list(attrs["shape"]))
     allowzero = bool(attrs.get("allowzero", 0))
-    batch = ctx.builder.batch
     layer_attrs = {"allowzero": allowzero}
-    if target and target[0] == batch and ctx.builder.batch_led(x):
+    axis = ctx.builder.batch_axis(x)
+    in_shape = list(ctx.shape(x))
+    inner = None
+    if axis is not None:
         try:
-            carries_batch = reshape_target(ctx.shape(x), target, allowzero)[0] == batch
+            out_shape = reshape_target(in_shape, target, allowzero)
         except ValueError as error:
             raise ctx.error(str(error)) from error
-        if carries_batch and allowzero:
-            layer_attrs["batch_copy"] = True
-        elif carries_batch:
-            target[0] = 0
+        # the batch, in row-major order, steps by `stride` elements over B values
+        stride = ctx.batch_inner(x) * math.prod(in_shape[axis + 1:])
+        holder = next((j for j in range(len(out_shape))
+                       if stride % math.prod(out_shape[j + 1:]) == 0
+                       and math.prod(out_shape[j:]) % (stride * ctx.builder.batch) == 0), None)
+        if holder is not None:
+            inner = stride // math.prod(out_shape[holder + 1:])
+            if holder == axis and target[:axis + 1] == in_shape[:axis + 1]:
+                if allowzero:
+                    layer_attrs["copy_leading"] = axis + 1
+                else:
+                    target[:axis + 1] = [0] * (axis + 1)
+            elif -1 not in target and 0 not in target:
+                target[holder] = -1
     ctx.emit("reshape", [x], node.output[0], dict(layer_attrs, shape=tuple(target)))
+    if inner is not None:
+        ctx.set_batch_inner(node.output[0], inner)
     ctx.carry_index(ins[0], node.output[0])
 
 
