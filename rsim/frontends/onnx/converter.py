@@ -54,7 +54,7 @@ FOLDED_EXAMPLES = ("Shape", "Size", "Gather", "Slice", "Concat", "Cast", "Consta
 INDEX_INPUTS = {"Gather": {0, 1}, "Where": {0}, "Equal": {0, 1}, "Attention": {3},
                 "Cast": {0}, "CastLike": {0, 1}, "Identity": {0}, "Reshape": {0}, "Flatten": {0},
                 "Transpose": {0}, "Squeeze": {0}, "Unsqueeze": {0}, "Slice": {0}, "Split": {0},
-                "Expand": {0}, "Tile": {0}}
+                "Expand": {0}, "Tile": {0}, "ConstantOfShape": {0}, "Range": {0, 1, 2}}
 NONDETERMINISTIC_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                         "Multinomial", "Bernoulli")
 

@@ -54,29 +54,38 @@ def _reshape(ctx, node, ins, attrs):
     axis = ctx.builder.batch_axis(x)
     in_shape = list(ctx.shape(x))
     inner = None
-    if axis is not None:
+    if axis is not None and target[:axis + 1] == in_shape[:axis + 1]:
+        inner = ctx.batch_inner(x)  # the batch keeps its axis and what is folded behind it
+        if allowzero:
+            layer_attrs["copy_leading"] = axis + 1
+        else:
+            target[:axis + 1] = [0] * (axis + 1)
+    elif axis is not None:
         try:
             out_shape = reshape_target(in_shape, target, allowzero)
         except ValueError as error:
             raise ctx.error(str(error)) from error
         # the batch, in row-major order, steps by `stride` elements over B values
         stride = ctx.batch_inner(x) * math.prod(in_shape[axis + 1:])
-        holder = next((j for j in range(len(out_shape))
-                       if stride % math.prod(out_shape[j + 1:]) == 0
-                       and math.prod(out_shape[j:]) % (stride * ctx.builder.batch) == 0), None)
-        if holder is not None:
+        holder = _batch_holder(out_shape, stride, ctx.builder.batch)
+        if holder is not None and -1 not in target and 0 not in target:
             inner = stride // math.prod(out_shape[holder + 1:])
-            if holder == axis and target[:axis + 1] == in_shape[:axis + 1]:
-                if allowzero:
-                    layer_attrs["copy_leading"] = axis + 1
-                else:
-                    target[:axis + 1] = [0] * (axis + 1)
-            elif -1 not in target and 0 not in target:
-                target[holder] = -1
+            target[holder] = -1
     ctx.emit("reshape", [x], node.output[0], dict(layer_attrs, shape=tuple(target)))
     if inner is not None:
         ctx.set_batch_inner(node.output[0], inner)
     ctx.carry_index(ins[0], node.output[0])
+
+
+def _batch_holder(out_shape: tuple[int, ...], stride: int, batch: int) -> int | None:
+    """The output axis that holds the batch, which in row-major order steps by `stride`
+    elements over `batch` values: the axis whose elements behind it divide the stride and whose
+    span covers the batch block. For a batch of 2 or more at most one axis fits; a batch of 1
+    fits every axis boundary at the stride, and then nothing tells which (None)."""
+    fits = [j for j in range(len(out_shape))
+            if stride % math.prod(out_shape[j + 1:]) == 0
+            and math.prod(out_shape[j:]) % (stride * batch) == 0]
+    return fits[0] if len(fits) == 1 else None
 
 
 @converts("Transpose")
