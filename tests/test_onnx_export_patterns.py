@@ -18,8 +18,8 @@ OPSET = 18
 
 
 def _save(path, nodes, inputs, outputs, initializers=(), opset=OPSET):
-    graph = helper.make_graph(nodes, "g", inputs, outputs,
-                              [numpy_helper.from_array(v, k) for k, v in dict(initializers).items()])
+    tensors = [numpy_helper.from_array(v, k) for k, v in dict(initializers).items()]
+    graph = helper.make_graph(nodes, "g", inputs, outputs, tensors)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
     onnx.save(model, path)
     return path

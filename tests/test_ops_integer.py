@@ -9,9 +9,12 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 import hwconfigs
+import rsim
 from formats import FixedPoint
 from rsim.network import Layer
 from rsim.ops import OPS
@@ -19,6 +22,8 @@ from rsim.ops.resize import WEIGHT_FL, axis_weights, integer_weights
 from rsim.quant.assignment import INDEX_FORMAT
 from rsim.quant.layer import LayerQuant
 from rsim.quant.tensor import QTensor
+from rsim.schedule import schedule
+from rsim.schedule.from_network import network_work
 
 DATAPATH = hwconfigs.load("mid-ws-int8").datapath  # requant_rounding: nearest_even
 SEEDS = range(6)
@@ -290,3 +295,34 @@ def test_a_batch_constant_is_its_value_rounded_once_at_the_run_batch(seed):
     assert out.data.shape == (3, 2, 5)
     for (b, i, j), code in np.ndenumerate(out.data):
         assert code == _code(Fraction(float(value[0, i, j])), out_fmt)
+
+
+# ----- matmul with broadcast batch dimensions ----------------------------------------------------
+
+def test_a_matmul_of_activations_with_broadcast_batch_dims_is_exact_per_matrix_pair(tmp_path):
+    """(N, 3, 1, 3, 4) x (N, 1, 2, 4, 2): every broadcast pair of matrices is an integer GEMM of
+    the codes on the layer's scheduled plan, rounded once from fl_a + fl_b to the output."""
+    nodes = [helper.make_node("MatMul", ["a", "b"], ["y"], name="product")]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", 3, 1, 3, 4]),
+                     helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", 1, 2, 4, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 2, 3, 2])])
+    path = tmp_path / "bmm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=8), path)
+    network = rsim.load(path)
+    hw = hwconfigs.load("mid-ws-int8")
+    plan = schedule(network_work(network, batch=1), hw, batch=1,
+                    datapaths={"product": hw.datapath})
+    (layer,) = network.layers
+    fmt_a, fmt_b, out_fmt = FixedPoint(8, 5), FixedPoint(8, 6), FixedPoint(8, 4)
+    quant = LayerQuant(layer, OPS["matmul"], hw.datapath, (fmt_a, fmt_b), out_fmt,
+                       plan.layer("product").plan)
+    rng = np.random.default_rng(8)
+    qa, qb = _tensor(rng, (2, 3, 1, 3, 4), fmt_a), _tensor(rng, (2, 1, 2, 4, 2), fmt_b)
+    out = quant.run([qa, qb]).out
+    assert out.data.shape == (2, 3, 2, 3, 2)
+    for n, i, j, r, c in np.ndindex(out.data.shape):
+        exact = sum(int(qa.data[n, i, 0, r, k]) * int(qb.data[n, 0, j, k, c]) for k in range(4))
+        assert out.data[n, i, j, r, c] == _code(Fraction(exact, 2 ** (fmt_a.fl + fmt_b.fl)),
+                                                out_fmt)

@@ -1,16 +1,16 @@
-"""Scaled dot-product attention (ONNX Attention, opset 23): softmax(Q·Kᵀ·scale + bias)·V, with
-the key/value cache, grouped-query heads, masks, causal masking and the soft cap.
+"""Scaled dot-product attention (ONNX Attention, opsets 23 on): softmax(Q·Kᵀ·scale + bias)·V,
+with the key/value cache, grouped-query heads, masks, causal masking, the sliding window and
+the soft cap.
 
 Operands (`rsim.ops.registry.named_operands` roles): `q`, `k`, `v` and the optional `mask`,
 `past_key`, `past_value`, each an activation or a constant. Attributes: `scale` (None:
 1/sqrt(head size)), `is_causal`, `q_num_heads`/`kv_num_heads` (3-D inputs: heads are split off
-the hidden axis), `softcap` (0: none), `window` (left, right: how far before and
-after its position a query sees, -1 without bound; opset 25), `mask_bool` (the mask holds truth values: 0 masks a
-position out; otherwise it is added), `qk_mode` (which scores output "qk" returns, as onnx's reference
-computes them: 0 and 1 the scaled product after the soft cap, 2 after the bias too, 3 the
-probabilities) and `output`: the
-one result a layer computes, "y", "present_key", "present_value" or "qk" (a node with several
-used outputs becomes several layers).
+the hidden axis), `softcap` (0: none), `window` (left, right: how far before and after its
+position a query sees, -1 without bound; opset 25), `mask_bool` (the mask holds truth values:
+0 masks a position out; otherwise it is added), `qk_mode` (which scores output "qk" returns, as
+onnx's reference computes them: 0 and 1 the scaled product after the soft cap, 2 after the bias
+too, 3 the probabilities) and `output`: the one result a layer computes, "y", "present_key",
+"present_value" or "qk" (a node with several used outputs becomes several layers).
 
 Semantics (the ONNX definition): Q and K are each scaled by sqrt(scale); past keys/values are
 concatenated before the new ones (the present outputs); a mask shorter than the keys is padded

@@ -5,9 +5,9 @@ product of the axes before it, product of the rest); reshape `shape` (ONNX meani
 input's dimension unless `allowzero`, -1 is inferred; where the batch is carried through, the
 frontend writes 0 for the leading dimensions up to the batch's, or under `allowzero` (where 0
 is a real size) sets `copy_leading`, the number of leading dimensions taken from the input
-whatever the target says); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
-`pads` (one (begin, end) pair per axis, negative crops), `mode` (constant | reflect | edge |
-wrap) and `value`.
+whatever the target says, or -1 for a dimension the batch is merged into); transpose `perm`;
+squeeze `axes`; unsqueeze `axes` (positions in the output); pad `pads` (one (begin, end) pair
+per axis, negative crops), `mode` (constant | reflect | edge | wrap) and `value`.
 
 On codes, the layout ops and zero padding move codes unchanged (the output keeps the input's
 format); concat requantizes each input to the output format, then joins them.

@@ -1,8 +1,8 @@
 """2-D max and average pooling and global average and max pooling: float forward and
 bit-accurate models.
 
-On codes, max pooling (and global max pooling) keeps the input's format; average pooling sums each window exactly and
-divides by the tap count with one rounding into the output grid (a finer grid scales the sums
+On codes, max pooling (and global max pooling) keeps the input's format; average pooling sums
+each window exactly and divides by the tap count with one rounding into the output grid (a finer grid scales the sums
 up exactly, a coarser one multiplies the divisor by the power of two), then saturates.
 
 Attributes (normalised by the frontends): `kernel` (kh, kw), `strides`, `dilations`, `pads`

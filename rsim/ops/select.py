@@ -18,7 +18,7 @@ import numpy as np
 
 from kernels.requant import requantize_to_range
 from rsim.ops.codes import aligned, constant_codes
-from rsim.ops.registry import OpSpec, named_operands, register
+from rsim.ops.registry import OpSpec, always, named_operands, register
 from rsim.quant.tensor import Outcome, QTensor
 
 WHERE_ROLES = ("condition", "x", "y")
@@ -86,10 +86,6 @@ def _equal_integer(quant, inputs, rng):
     return Outcome(QTensor(same.astype(quant.out_fmt.code_dtype), quant.out_fmt))
 
 
-def _always(attrs, params, n_inputs) -> bool:
-    return True
-
-
 register(OpSpec("where", _where, _where_shape, keeps_format=_data_first, integer=_where_integer,
                 integer_applies=_data_first))
-register(OpSpec("equal", _equal, _equal_shape, integer=_equal_integer, index_output=_always))
+register(OpSpec("equal", _equal, _equal_shape, integer=_equal_integer, index_output=always))

@@ -113,8 +113,8 @@ def _einsum(ctx, node, ins, attrs):
     xs = [n for n in names if ctx.is_activation(n)]
     if len(names) == 2 and len(xs) == 1:
         const_first = not ctx.is_activation(names[0])
-        ctx.emit("einsum", xs, node.output[0], {"equation": equation, "constant_first": const_first},
-                 {"constant": ctx.const(names[0 if const_first else 1], "an Einsum operand")})
+        ctx.emit("einsum", xs, node.output[0],
+                 {"equation": equation, "constant_first": const_first}, {"constant": ctx.const(names[0 if const_first else 1], "an Einsum operand")})
     elif len(xs) == len(names):
         ctx.emit("einsum", xs, node.output[0], {"equation": equation})
     else:
