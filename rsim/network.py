@@ -8,6 +8,9 @@ Conventions the simulator relies on:
   writes. Attribute and parameter layouts are documented in each op's module (`rsim/ops/*.py`):
   conv weight (O, C/groups, kh, kw) with bias (O,) after BatchNorm folding; gemm weight (K, N) so
   y = x @ W + b; pads (top, left, bottom, right).
+- `Network.index_inputs` are inputs that hold integers or truth values (token ids, conditions):
+  they are fed as integer arrays (or floats holding whole numbers) and reach the layers as int64;
+  the frontend lets them feed only ops that take indices.
 - The leading axis of every model input is the batch. `Network.shape(name, batch)` gives static
   shapes with the batch bound; the batch may change between runs.
 - Folding removes tensors: a BatchNormalization or a constant Add/Sub folded into the conv/FC
@@ -19,7 +22,7 @@ Conventions the simulator relies on:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,7 +78,8 @@ class Layer:
                 f"layer {self.name!r} ({self.op}) takes {len(self.inputs)} input "
                 f"array(s), got {len(arrays)}"
             )
-        xs = [np.asarray(a, dtype=dt) for a in arrays]
+        xs = [a if a.dtype.kind in "iub" else np.asarray(a, dtype=dt)
+              for a in map(np.asarray, arrays)]
         y = OPS[self.op].forward(xs, self.attrs, self.params_as(dt))
         return np.asarray(y, dtype=dt)
 
@@ -173,6 +177,7 @@ class Network:
         scoring: Scoring | None = None,
         notes: tuple[str, ...] = (),
         final_versions: Mapping[str, str] | None = None,
+        index_inputs: Collection[str] = (),
     ) -> None:
         self._builder = builder
         self.quantization = quantization
@@ -183,6 +188,7 @@ class Network:
         # blob that in-place layers overwrite: what Caffe shows after a whole forward pass)
         self.final_versions = dict(final_versions or {})
         self.input_specs = {k: tuple(v) for k, v in input_specs.items()}
+        self.index_inputs = frozenset(index_inputs)
         self.inputs: list[str] = list(input_specs)
         self.outputs: list[str] = list(outputs)
         self.source = source
@@ -371,7 +377,9 @@ class Network:
             self.bind({n: a.shape for n, a in feeds.items()})
         batch = self._check_feed_shapes(feeds)
         self.shapes(batch)
-        env: dict[str, np.ndarray] = {n: np.asarray(a, dtype=dt) for n, a in feeds.items()}
+        env: dict[str, np.ndarray] = {
+            n: a.astype(np.int64) if n in self.index_inputs else np.asarray(a, dtype=dt)
+            for n, a in feeds.items()}
         keep = {self.resolve(o) for o in self.outputs}
         last_use = {} if collect else self._last_use
         for index, layer in enumerate(self.layers):
@@ -402,7 +410,13 @@ class Network:
         for name, array in feeds.items():
             if not isinstance(array, np.ndarray):
                 raise RsimError(f"input {name!r} must be a numpy array, got {type(array).__name__}")
-            if array.dtype.kind != "f":
+            if name in self.index_inputs:
+                if array.dtype.kind not in "iubf" or (
+                        array.dtype.kind == "f" and not np.array_equal(array, np.trunc(array))):
+                    raise RsimError(f"input {name!r} takes integers (indices); got dtype "
+                                    f"{array.dtype}" + (" holding fractions"
+                                                        if array.dtype.kind == "f" else ""))
+            elif array.dtype.kind != "f":
                 raise RsimError(
                     f"input {name!r} has dtype {array.dtype}; the model takes floating-"
                     f"point data (e.g. x.astype(np.float32))"

@@ -233,7 +233,22 @@ def test_macs_follow_the_conv_and_fc_formulas_and_scale_with_batch():
     assert net.param_count == 8 * 25 + 8 + 16 * 8 * 25 + 16 + 256 * 10 + 10
 
 
-def test_reshape_that_folds_the_batch_away_runs_only_the_exported_batch(tmp_path):
+def test_reshape_that_spreads_the_batch_over_two_axes_runs_only_the_exported_batch(tmp_path):
+    path = _save(
+        tmp_path,
+        [helper.make_node("Reshape", ["x", "s"], ["y"], name="spread")],
+        [2, 3],
+        {"s": np.array([3, 2], np.int64)},
+        y_dims=[3, 2],
+    )
+    net = rsim.load(path)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(net.run_float(x)["y"], x.reshape(3, 2))
+    with pytest.raises(RsimError, match="'spread'.*batch of 3.*exported for batch 2"):
+        net.run_float(np.ones((3, 3), np.float32))
+
+
+def test_reshape_that_folds_the_batch_into_one_axis_follows_the_batch(tmp_path):
     path = _save(
         tmp_path,
         [helper.make_node("Reshape", ["x", "s"], ["y"], name="flat_all")],
@@ -242,9 +257,9 @@ def test_reshape_that_folds_the_batch_away_runs_only_the_exported_batch(tmp_path
         y_dims=[6],
     )
     net = rsim.load(path)
-    np.testing.assert_array_equal(net.run_float(np.ones((1, 2, 3), np.float32))["y"], np.ones(6))
-    with pytest.raises(RsimError, match="'flat_all'.*batch of 3.*exported for batch 1"):
-        net.run_float(np.ones((3, 2, 3), np.float32))
+    x = np.arange(18, dtype=np.float32).reshape(3, 2, 3)
+    np.testing.assert_array_equal(net.run_float(x[:1])["y"], x[:1].reshape(6))
+    np.testing.assert_array_equal(net.run_float(x)["y"], x.reshape(18))
 
 
 def test_symbolic_height_and_width_bind_on_first_run_or_from_input_shapes(tmp_path):

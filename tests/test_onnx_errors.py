@@ -72,11 +72,12 @@ def test_wrong_input_names_are_listed(mobilenet_file):
 
 
 def test_unsupported_operator_names_node_op_and_supported_list(tmp_path):
-    path = _save([helper.make_node("Erf", ["x"], ["y"], name="my_erf")], tmp_path / "erf.onnx")
+    path = _save([helper.make_node("Hardmax", ["x"], ["y"], name="my_hardmax")],
+                 tmp_path / "hardmax.onnx")
     with pytest.raises(RsimError) as info:
         rsim.load(path)
     message = str(info.value)
-    assert "'my_erf' (Erf) is not supported" in message
+    assert "'my_hardmax' (Hardmax) is not supported" in message
     assert "Conv, ConvTranspose" in message and "Gemm" in message and "HardSwish" in message
 
 
@@ -214,7 +215,8 @@ def test_cli_prints_one_error_line_and_exits_2(tmp_path, case):
         path = tmp_path / "bad.onnx"
         path.write_bytes(b"\x0a\xff\xff")
     elif case == "unsupported":
-        path = _save([helper.make_node("Erf", ["x"], ["y"], name="e")], tmp_path / "erf.onnx")
+        path = _save([helper.make_node("Hardmax", ["x"], ["y"], name="e")],
+                     tmp_path / "hardmax.onnx")
     elif case == "outside":
         (tmp_path / "secret.bin").write_bytes(bytes(64))
         path = _external_model(tmp_path, "../secret.bin")

@@ -86,6 +86,20 @@ class GraphBuilder:
         return (bool(shape) and alt is not None and shape[0] == self.batch
                 and alt[0] == self.batch + 1 and tuple(alt[1:]) == tuple(shape[1:]))
 
+    def batch_axis(self, name: str) -> int | None:
+        """The one axis of the tensor that carries the batch (its size is the batch, or the
+        batch times other dimensions folded into it), or None."""
+        shape, alt = self.shapes.get(name), self.alt_shapes.get(name)
+        if not shape or alt is None or len(alt) != len(shape):
+            return None
+        moved = [i for i, (a, b) in enumerate(zip(shape, alt, strict=True)) if a != b]
+        if len(moved) != 1:
+            return None
+        size, other = shape[moved[0]], alt[moved[0]]
+        folded = size // self.batch
+        return moved[0] if size == folded * self.batch and other == folded * (self.batch + 1) \
+            else None
+
     # ----- layers ----------------------------------------------------------------------------
     def emit(self, op: str, inputs: list[str], output: str, attrs: dict | None = None,
              params: dict[str, np.ndarray] | None = None, suffix: str = "") -> Layer | None:
@@ -105,8 +119,8 @@ class GraphBuilder:
             raise self.error(f"input {constant[0]!r} is a constant where rsim needs an "
                              "activation")
         layer = Layer(self.fresh_name(self.layer_name + suffix), op, tuple(inputs), (output,),
-                      attrs, {k: np.ascontiguousarray(v, dtype=np.float32)
-                              for k, v in params.items()})
+                      attrs, {k: np.require(np.asarray(v, dtype=np.float32), requirements="C")
+                              for k, v in params.items()})  # (keeps 0-d constants 0-d)
         try:
             self.shapes[output] = layer.infer_shape(*(self.shapes[t] for t in inputs))
         except ValueError as error:

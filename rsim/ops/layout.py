@@ -2,10 +2,12 @@
 
 Attributes (normalised, every axis non-negative): concat `axis`; flatten `axis` (output is 2-D:
 product of the axes before it, product of the rest); reshape `shape` (ONNX meaning: 0 copies the
-input's dimension, -1 is inferred; the frontend writes 0 in front where the batch is carried
-through); transpose `perm`; squeeze `axes`; unsqueeze `axes` (positions in the output); pad
-`pads` (one (begin, end) pair per axis, negative crops), `mode` (constant | reflect | edge |
-wrap) and `value`.
+input's dimension unless `allowzero`, -1 is inferred; where the batch is carried through, the
+frontend writes 0 for the leading dimensions up to the batch's, or under `allowzero` (where 0
+is a real size) sets `copy_leading`, the number of leading dimensions taken from the input
+whatever the target says, or -1 for a dimension the batch is merged into); transpose `perm`;
+squeeze `axes`; unsqueeze `axes` (positions in the output); pad `pads` (one (begin, end) pair
+per axis, negative crops), `mode` (constant | reflect | edge | wrap) and `value`.
 
 On codes, the layout ops and zero padding move codes unchanged (the output keeps the input's
 format); concat requantizes each input to the output format, then joins them.
@@ -47,10 +49,12 @@ def _flatten(arrays, attrs, params):
     return x.reshape(_flatten_shape([x.shape], attrs, params))
 
 
-def reshape_target(in_shape, shape, allowzero: bool = False) -> tuple[int, ...]:
+def reshape_target(in_shape, shape, allowzero: bool = False,
+                   copy_leading: int = 0) -> tuple[int, ...]:
     """The output shape of an ONNX Reshape of `in_shape` to `shape` (0 = copy unless allowzero,
-    -1 = inferred)."""
-    out = [in_shape[i] if (d == 0 and not allowzero) else d for i, d in enumerate(shape)]
+    -1 = inferred; the first `copy_leading` dimensions are the input's)."""
+    out = [in_shape[i] if (d == 0 and not allowzero) or i < copy_leading else d
+           for i, d in enumerate(shape)]
     total = math.prod(in_shape)
     if -1 in out:
         known = math.prod(d for d in out if d != -1)
@@ -63,7 +67,8 @@ def reshape_target(in_shape, shape, allowzero: bool = False) -> tuple[int, ...]:
 
 
 def _reshape_shape(shapes, attrs, params):
-    return reshape_target(tuple(shapes[0]), attrs["shape"], attrs.get("allowzero", False))
+    return reshape_target(tuple(shapes[0]), attrs["shape"], attrs.get("allowzero", False),
+                          attrs.get("copy_leading", 0))
 
 
 def _reshape(arrays, attrs, params):

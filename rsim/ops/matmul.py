@@ -9,6 +9,11 @@ rows); optional `bias` (N,). matmul params: optional `constant` with attrs `cons
 Lowering: gemm is M = all leading rows, K x N the weight. matmul: the leading dimensions of the
 left operand fold into M when the right operand is a plain matrix, otherwise each broadcast batch
 matrix is its own GEMM. A matmul of two activations on a minifloat datapath is float-emulated.
+
+einsum (attrs `equation`, numpy/ONNX Einstein notation; params `constant`/`constant_first` as
+for matmul when one of two operands is constant): the forms the frontend cannot map onto
+transposes, reshapes and a matmul (diagonals, sums over one operand's axes, three operands);
+float-emulated, no MACs counted.
 """
 
 from __future__ import annotations
@@ -123,3 +128,56 @@ register(OpSpec("gemm", _gemm_forward, _gemm_shape, lowering=_gemm_lowering,
                 integer=_gemm_integer, minifloat=_gemm_minifloat))
 register(OpSpec("matmul", _matmul_forward, _matmul_shape, lowering=_matmul_lowering,
                 integer=_matmul_integer))
+
+
+def einsum_spec(equation: str, shapes: list[tuple[int, ...]]) -> tuple[list[str], str, dict]:
+    """The operands' subscripts (an ellipsis as "."), the output's, and every letter's size
+    (the ellipsis dims under the key "...")."""
+    text = equation.replace(" ", "")
+    inputs, _, output = text.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(shapes):
+        raise ValueError(f"einsum {equation!r} names {len(terms)} operands, got {len(shapes)}")
+    sizes: dict = {}
+    ellipsis: list[tuple[int, ...]] = []
+    subscripts = []
+    for term, shape in zip(terms, shapes, strict=True):
+        letters = term.replace("...", ".")
+        extra = len(shape) - (len(letters) - ("." in letters))
+        if extra < 0 or (extra and "." not in letters):
+            raise ValueError(f"einsum term {term!r} does not fit an operand of shape {shape}")
+        at = 0
+        for letter in letters:
+            if letter == ".":
+                ellipsis.append(tuple(shape[at:at + extra]))
+                at += extra
+                continue
+            size = shape[at]
+            if sizes.get(letter, size) != size and 1 not in (size, sizes[letter]):
+                raise ValueError(f"einsum letter {letter!r} has sizes {sizes[letter]} and {size}")
+            sizes[letter] = max(size, sizes.get(letter, size))
+            at += 1
+        subscripts.append(letters)
+    sizes["..."] = tuple(np.broadcast_shapes(*ellipsis)) if ellipsis else ()
+    if "->" not in text:
+        counts = "".join(subscripts)
+        output = ("." if "." in counts else "") + "".join(
+            sorted(c for c in set(counts) if c != "." and counts.count(c) == 1))
+    return subscripts, output.replace("...", "."), sizes
+
+
+def _einsum_shape(shapes, attrs, params):
+    items = [tuple(s.shape) if isinstance(s, np.ndarray) else tuple(s)
+             for s in operands(shapes, attrs, params)]
+    _, output, sizes = einsum_spec(attrs["equation"], items)
+    out: tuple[int, ...] = ()
+    for letter in output:
+        out += sizes["..."] if letter == "." else (sizes[letter],)
+    return out
+
+
+def _einsum(arrays, attrs, params):
+    return np.einsum(attrs["equation"], *operands(arrays, attrs, params))
+
+
+register(OpSpec("einsum", _einsum, _einsum_shape))

@@ -1,7 +1,8 @@
-"""2-D max and average pooling and global average pooling: float forward and bit-accurate models.
+"""2-D max and average pooling and global average and max pooling: float forward and
+bit-accurate models.
 
-On codes, max pooling keeps the input's format; average pooling sums each window exactly and
-divides by the tap count with one rounding into the output grid (a finer grid scales the sums
+On codes, max pooling (and global max pooling) keeps the input's format; average pooling sums
+each window exactly and divides by the tap count with one rounding into the output grid (a finer grid scales the sums
 up exactly, a coarser one multiplies the divisor by the power of two), then saturates.
 
 Attributes (normalised by the frontends): `kernel` (kh, kw), `strides`, `dilations`, `pads`
@@ -91,7 +92,7 @@ def _avgpool_forward(arrays, attrs, params):
 def _global_avgpool_shape(shapes, attrs, params):
     (x,) = shapes
     if len(x) < 3:
-        raise ValueError(f"global_avgpool expects N, C and spatial axes, got shape {x}")
+        raise ValueError(f"global pooling expects N, C and spatial axes, got shape {x}")
     return tuple(x[:2]) + (1,) * (len(x) - 2)
 
 
@@ -137,3 +138,17 @@ register(OpSpec("avgpool", _avgpool_forward, _pool_shape, integer=_avgpool_integ
                 float_unit=True))
 register(OpSpec("global_avgpool", _global_avgpool_forward, _global_avgpool_shape,
                 integer=_global_avgpool_integer, float_unit=True))
+
+
+def _global_maxpool_forward(arrays, attrs, params):
+    x = arrays[0]
+    return x.max(axis=tuple(range(2, x.ndim)), keepdims=True)
+
+
+def _global_maxpool_integer(quant, inputs, rng):
+    x = inputs[0]
+    return Outcome(QTensor(x.data.max(axis=tuple(range(2, x.data.ndim)), keepdims=True), x.fmt))
+
+
+register(OpSpec("global_maxpool", _global_maxpool_forward, _global_avgpool_shape,
+                keeps_format=always, commutes=True, integer=_global_maxpool_integer))

@@ -46,6 +46,15 @@ def operands(items: Sequence, attrs: Mapping, params: Mapping) -> tuple:
     return (const, items[0]) if attrs["constant_first"] else (items[0], const)
 
 
+def named_operands(arrays: Sequence, attrs: Mapping, params: Mapping) -> dict:
+    """The operands of a layer whose inputs mix activations and constants, by role: attrs
+    `roles` names the role of each activation input in order, params hold the constant ones
+    under their role names (given arrays or shapes alike)."""
+    named = dict(params)
+    named.update(zip(attrs["roles"], arrays, strict=True))
+    return named
+
+
 def always(attrs: Mapping, params: Mapping, n_inputs: int) -> bool:
     return True
 
@@ -71,7 +80,10 @@ class OpSpec:
       differ from `before` in few codes, from `outcome` (None when it cannot tell);
     - `minifloat(quant, inputs, rng) -> Outcome`: the model on a minifloat datapath (the MAC
       kernels); `float_unit`: the op is computed exactly and rounded once there (sums,
-      averages), not emulated.
+      averages), not emulated;
+    - `index_output(attrs, params, n_inputs)`: the output holds indices or truth values
+      (argmax, equal, shape), which the bit-accurate path keeps as integers (an index format),
+      never in the activation format.
     """
 
     name: str
@@ -85,6 +97,7 @@ class OpSpec:
     integer_changed: ChangedModel | None = None
     minifloat: Model | None = None
     float_unit: bool = False
+    index_output: AttrRule = never
 
     @property
     def is_mac(self) -> bool:

@@ -7,7 +7,10 @@ format (moves, selects or clamps codes: relu, clip, maxpool, layout ops, zero pa
 any other layer's output takes its datapath's activation format, whose fractional length, when
 dynamic, comes from the calibration range of that output tensor. A layer whose datapath names an
 `input` format re-quantizes its inputs to it as they enter (Ristretto's layer-input trimming);
-its `in_fmts` are then those formats.
+its `in_fmts` are then those formats. Indices are integers in INDEX_FORMAT, never calibrated:
+the network's index inputs (token ids stay integer; the quantized path starts at the embedding
+gather's output) and the outputs of ops that compute indices or truth values (argmax, equal,
+shape: `OpSpec.index_output`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from rsim.quant.qspec import Calibration
 from rsim.schedule import Schedule
 
 
+INDEX_FORMAT = FixedPoint(32, 0)  # indices and truth values: whole numbers below 2^31
+
+
 def keeps_format(layer: Layer) -> bool:
     """Whether the layer's output stays in its input's format."""
     return OPS[layer.op].keeps_format(layer.attrs, layer.params, len(layer.inputs))
@@ -41,10 +47,12 @@ def tensors_to_calibrate(network: Network, input_format, datapaths: Mapping[str,
     """Tensors whose dynamic format needs a calibration range: the graph inputs when
     `input_format` is dynamic, and the outputs of the layers that take a dynamic activation
     format."""
-    names = [name for name in network.inputs if isinstance(input_format, DynamicFixed)]
+    names = [name for name in network.inputs
+             if isinstance(input_format, DynamicFixed) and name not in network.index_inputs]
     for layer in network.layers:
         datapath = datapaths[layer.name]
-        if not keeps_format(layer) and isinstance(datapath.activations, DynamicFixed):
+        if not (keeps_format(layer) or _index_output(layer)) and isinstance(
+                datapath.activations, DynamicFixed):
             names.append(layer.outputs[0])
         if isinstance(datapath.input, DynamicFixed):
             names.extend(t for t in layer.inputs if t not in names)
@@ -68,7 +76,7 @@ def assign(network: Network, input_format, datapaths: Mapping[str, Datapath],
         return spec
 
     for name in network.inputs:
-        fmts[name] = concrete(input_format, name)
+        fmts[name] = INDEX_FORMAT if name in network.index_inputs else concrete(input_format, name)
     quants = []
     for layer in network.layers:
         spec, datapath = OPS[layer.op], datapaths[layer.name]
@@ -76,8 +84,12 @@ def assign(network: Network, input_format, datapaths: Mapping[str, Datapath],
             in_fmts = tuple(fmts[t] for t in layer.inputs)
         else:
             in_fmts = tuple(concrete(datapath.input, t) for t in layer.inputs)
-        out_fmt = in_fmts[0] if keeps_format(layer) else concrete(datapath.activations,
-                                                                    layer.outputs[0])
+        if _index_output(layer):
+            out_fmt = INDEX_FORMAT
+        elif keeps_format(layer):
+            out_fmt = in_fmts[0]
+        else:
+            out_fmt = concrete(datapath.activations, layer.outputs[0])
         plan = schedule.layer(layer.name).plan if spec.is_mac else None
         emulated = _float_emulated(spec, layer, in_fmts, plan)
         constants = None
@@ -87,6 +99,10 @@ def assign(network: Network, input_format, datapaths: Mapping[str, Datapath],
         quants.append(LayerQuant(layer, spec, datapath, in_fmts, out_fmt, plan, constants,
                                  emulated))
     return fmts, quants
+
+
+def _index_output(layer: Layer) -> bool:
+    return OPS[layer.op].index_output(layer.attrs, layer.params, len(layer.inputs))
 
 
 def _constant_operand(layer: Layer) -> np.ndarray | None:

@@ -3,9 +3,13 @@
 A node whose inputs are all constants is evaluated at import: by its converter when rsim has one
 and the constants are floating point (the IR's own constant folding, `rsim.passes`), otherwise by
 onnx's reference evaluator (the integer shape arithmetic exporters emit: Shape, Gather, Range, ...).
-Shape and Size of an activation become constants from its static shape. Every other node goes to
-its converter (`rsim.frontends.onnx.registry`), which emits IR layers through the shared
-`GraphBuilder`.
+Shape and Size of an activation become constants from its static shape (a Shape the graph
+returns becomes a `shape` layer). Every other node goes to its converter
+(`rsim.frontends.onnx.registry`), which emits IR layers through the shared `GraphBuilder`.
+
+Integer and boolean tensors (graph inputs of such types, and what ArgMax, TopK's indices, Equal
+compute) are indices: they may feed only the inputs that take indices or truth values
+(INDEX_INPUTS) and the ops that move them; a Cast to a float type makes them plain values.
 """
 
 from __future__ import annotations
@@ -21,7 +25,18 @@ from onnx.reference import ReferenceEvaluator
 
 from formats.errors import RsimError
 from rsim.frontends.builder import GraphBuilder
-from rsim.frontends.onnx import convolution, elementwise, layout, linear, normalization  # noqa: F401
+from rsim.frontends.onnx import (  # noqa: F401
+    attention,
+    convolution,
+    elementwise,
+    indexing,
+    layout,
+    linear,
+    nonlinear,
+    normalization,
+    reduce,
+    resize,
+)
 from rsim.frontends.onnx.loading import node_label, topological_order
 from rsim.frontends.onnx.registry import CONVERTERS
 from rsim.network import Graph, Layer, Shape
@@ -34,6 +49,12 @@ REMOVED_OPS = ("Dropout", "Identity")
 # the ones exporters emit in shape subgraphs, named in the unsupported-operator message
 FOLDED_EXAMPLES = ("Shape", "Size", "Gather", "Slice", "Concat", "Cast", "Constant",
                    "ConstantOfShape", "Unsqueeze", "Squeeze", "Reshape", "Range", "Expand")
+# the input positions that take indices or truth values, and the ops that move an index tensor
+# (input 0) unchanged
+INDEX_INPUTS = {"Gather": {0, 1}, "Where": {0}, "Equal": {0, 1}, "Attention": {3},
+                "Cast": {0}, "CastLike": {0, 1}, "Identity": {0}, "Reshape": {0}, "Flatten": {0},
+                "Transpose": {0}, "Squeeze": {0}, "Unsqueeze": {0}, "Slice": {0}, "Split": {0},
+                "Expand": {0}, "Tile": {0}, "ConstantOfShape": {0}, "Range": {0, 1, 2}}
 NONDETERMINISTIC_OPS = ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
                         "Multinomial", "Bernoulli")
 
@@ -54,8 +75,11 @@ def attributes(node: onnx.NodeProto) -> dict[str, Any]:
 class OnnxConverter:
     """Translates one ONNX graph at bound input shapes; what the op converters call."""
 
-    def __init__(self, model: onnx.ModelProto, opset: int, path: Path, bound: dict[str, Shape]):
+    def __init__(self, model: onnx.ModelProto, opset: int, path: Path, bound: dict[str, Shape],
+                 index_inputs: frozenset[str] = frozenset()):
         self.model, self.graph, self.opset, self.path = model, model.graph, opset, path
+        self.index_tensors = set(index_inputs)
+        self._batch_inner: dict[str, int] = {}
         self.builder = GraphBuilder(bound, self.error)
         self.builder.constants.update(
             {t.name: numpy_helper.to_array(t) for t in self.graph.initializer})
@@ -88,6 +112,13 @@ class OnnxConverter:
             return self._fold_shape(node, ins)
         if op not in CONVERTERS:
             self.fail_unsupported(node)
+        allowed = INDEX_INPUTS.get(op, set())
+        for position, name in enumerate(ins):
+            if name in self.index_tensors and position not in allowed:
+                raise self.error(f"input {name!r} holds integers or truth values; rsim takes them "
+                                 "only as indices (Gather indices, Where conditions, Equal, "
+                                 "attention masks) or moves them (Reshape, Slice, ...); Cast it "
+                                 "to a float type to compute on it")
         CONVERTERS[op](self, node, ins, attributes(node))
 
     def fail_unsupported(self, node: onnx.NodeProto) -> None:
@@ -137,6 +168,49 @@ class OnnxConverter:
     def fresh_tensor(self, base: str, suffix: str) -> str:
         return self.builder.fresh_tensor(base, suffix)
 
+    def operands(self, named: list[tuple[str, str]]) -> tuple[list[str], tuple[str, ...], dict]:
+        """A node's operands by role, split into the layer's activation inputs, their roles and
+        the constant ones as params (`rsim.ops.registry.named_operands`)."""
+        inputs, roles, params = [], [], {}
+        for role, name in named:
+            if self.builder.is_activation(name):
+                inputs.append(name)
+                roles.append(role)
+            else:
+                params[role] = self.const(name, f"the {role} operand")
+        return inputs, tuple(roles), params
+
+    def batch_inner(self, name: str) -> int:
+        """How many elements of the dimensions folded behind the batch share its axis (1 when
+        the batch has an axis of its own): what a reshape splitting that axis needs to know.
+        Reshapes record it; other layers keep their batch-carrying input's."""
+        name = self.resolve(name)
+        while name not in self._batch_inner:
+            producer = next((layer for layer in reversed(self.builder.layers)
+                             if layer.outputs[0] == name), None)
+            carrier = None if producer is None else next(
+                (t for t in producer.inputs if self.builder.batch_axis(t) is not None), None)
+            if carrier is None:
+                return 1
+            name = carrier
+        return self._batch_inner[name]
+
+    def set_batch_inner(self, name: str, inner: int) -> None:
+        self._batch_inner[self.resolve(name)] = inner
+
+    def is_index(self, name: str) -> bool:
+        """Whether the tensor holds indices or truth values (integer or boolean in ONNX)."""
+        return self.resolve(name) in self.index_tensors or (
+            self.builder.is_constant(name) and self.builder.constants[name].dtype.kind in "iub")
+
+    def mark_index(self, name: str) -> None:
+        self.index_tensors.add(self.resolve(name))
+
+    def carry_index(self, source: str, target: str) -> None:
+        """`target` moves the elements of `source`: it holds indices when `source` does."""
+        if self.resolve(source) in self.index_tensors:
+            self.mark_index(target)
+
     # ----- constants -------------------------------------------------------------------------
     def _fold_shape(self, node, ins):
         shape = np.array(self.shape(ins[0]), dtype=np.int64)
@@ -146,6 +220,10 @@ class OnnxConverter:
         attrs = attributes(node)
         rank = len(shape)
         start, end = attrs.get("start", 0), attrs.get("end", rank)
+        if node.output[0] in self.graph_outputs:  # a graph output must depend on an input
+            self.emit("shape", [ins[0]], node.output[0], {"start": start, "end": end})
+            self.mark_index(node.output[0])
+            return
         self.builder.constants[node.output[0]] = shape[slice(start, end)]
 
     def evaluate(self, node, ins):

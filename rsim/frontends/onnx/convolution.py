@@ -1,4 +1,5 @@
-"""ONNX convolutions and pooling: Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool."""
+"""ONNX convolutions and pooling: Conv, ConvTranspose, MaxPool, AveragePool, GlobalAveragePool,
+GlobalMaxPool."""
 
 from __future__ import annotations
 
@@ -99,3 +100,4 @@ def _pool(ctx, node, ins, attrs):
 
 
 unary("GlobalAveragePool", "global_avgpool")
+unary("GlobalMaxPool", "global_maxpool")

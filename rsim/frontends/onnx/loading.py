@@ -26,6 +26,18 @@ FLOAT_TENSOR_TYPES = (
     onnx.TensorProto.FLOAT16,
     onnx.TensorProto.BFLOAT16,
 )
+# integer and boolean inputs: indices (token ids, conditions), which rsim takes unchanged
+INDEX_TENSOR_TYPES = (
+    onnx.TensorProto.INT64,
+    onnx.TensorProto.INT32,
+    onnx.TensorProto.INT16,
+    onnx.TensorProto.INT8,
+    onnx.TensorProto.UINT8,
+    onnx.TensorProto.UINT16,
+    onnx.TensorProto.UINT32,
+    onnx.TensorProto.UINT64,
+    onnx.TensorProto.BOOL,
+)
 
 
 def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network:
@@ -50,12 +62,14 @@ def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network
         if value.name in initializers:
             continue
         specs[value.name] = _input_spec(value, path)
+    index_inputs = frozenset(v.name for v in model.graph.input if v.name in specs
+                             and v.type.tensor_type.elem_type in INDEX_TENSOR_TYPES)
     outputs = [v.name for v in model.graph.output]
 
     def build(bound: dict[str, Shape]) -> Graph:
         from rsim.frontends.onnx.converter import OnnxConverter
 
-        return OnnxConverter(model, opset, path, bound).convert()
+        return OnnxConverter(model, opset, path, bound, index_inputs).convert()
 
     return Network(
         build,
@@ -64,6 +78,7 @@ def load_onnx(path: Path, input_shapes: dict[str, Any] | None = None) -> Network
         source=path,
         sha256=hashlib.sha256(data).hexdigest(),
         input_shapes=input_shapes,
+        index_inputs=index_inputs,
     )
 
 
@@ -189,10 +204,11 @@ def node_label(node: onnx.NodeProto) -> str:
 
 def _input_spec(value: onnx.ValueInfoProto, path: Path) -> tuple[int | None, ...]:
     ttype = value.type.tensor_type
-    if not value.type.HasField("tensor_type") or ttype.elem_type not in FLOAT_TENSOR_TYPES:
+    if not value.type.HasField("tensor_type") or ttype.elem_type not in (FLOAT_TENSOR_TYPES
+                                                                        + INDEX_TENSOR_TYPES):
         raise RsimError(
-            f"{path}: input {value.name!r} is not a floating-point tensor; rsim's float "
-            "path takes float inputs"
+            f"{path}: input {value.name!r} is neither a floating-point nor an integer tensor; "
+            "rsim takes float inputs, and integer or boolean ones as indices"
         )
     if not ttype.HasField("shape"):
         raise RsimError(f"{path}: input {value.name!r} has no declared rank; rsim needs it")
