@@ -31,6 +31,7 @@ from formats.register import Register
 
 Dataflow = Literal["os", "ws", "is"]
 BiasMode = Literal["preload", "post"]
+NonlinearUnit = Literal["float", "integer"]
 
 
 class StrictModel(BaseModel):
@@ -90,6 +91,11 @@ class Datapath(StrictModel):
         Rounding.NEAREST_EVEN, description="rounding of the accumulator to the output format")
     bias_mode: BiasMode = Field(
         "post", description="preload: bias starts the accumulator; post: added to the result")
+    nonlinear: NonlinearUnit = Field(
+        "float", description="softmax, layernorm and gelu on fixed-point codes: float (computed "
+                             "in float64, rounded once to the output format) or integer (I-BERT's "
+                             "integer-only exp, square root and erf polynomial: kernels."
+                             "intnonlinear)")
 
     @model_validator(mode="after")
     def _product_on_float_datapaths(self) -> Datapath:

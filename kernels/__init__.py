@@ -1,9 +1,11 @@
 """Bit-accurate integer and minifloat kernels: GEMM/convolution with a modelled accumulator,
-requantization, pooling and element-wise ops on codes."""
+requantization, pooling, element-wise ops on codes, and integer-only softmax, layernorm and GELU."""
 
 from kernels.conv import conv2d, conv2d_changed, conv_transpose2d
 from kernels.elementwise import add_aligned, clip, fixed_values, relu, relu6
 from kernels.gemm import gemm
+from kernels.intmm import int_backend, set_int_backend
+from kernels.intnonlinear import IntOutput, int_exp, int_gelu, int_layernorm, int_softmax, int_sqrt
 from kernels.minifloat import (
                              minifloat_conv2d,
                              minifloat_conv_transpose2d,
@@ -23,6 +25,7 @@ from kernels.requant import (
 
 __all__ = [
     "AccumulatorStats",
+    "IntOutput",
     "ReductionPlan",
     "add_aligned",
     "avg_pool2d",
@@ -32,6 +35,12 @@ __all__ = [
     "conv_transpose2d",
     "fixed_values",
     "gemm",
+    "int_backend",
+    "int_exp",
+    "int_gelu",
+    "int_layernorm",
+    "int_softmax",
+    "int_sqrt",
     "max_pool2d",
     "minifloat_conv2d",
     "minifloat_conv_transpose2d",
@@ -45,4 +54,5 @@ __all__ = [
     "requantize_scale",
     "requantize_shift",
     "requantize_to_range",
+    "set_int_backend",
 ]

@@ -31,6 +31,7 @@ from kernels.screen import NO_CHUNK_LIMITS, chunk_limits, screen_blocks, screen_
 from kernels.threads import blas_threads_for, threads_for
 
 _PATCH_BYTES = 1 << 23  # float32 patches gathered at a time (whole samples)
+NO_PADS = (0, 0, 0, 0)  # the input is padded already (its row sums are taken over the padding)
 
 
 @njit(cache=True, parallel=True, nogil=True)
@@ -88,8 +89,9 @@ def screened_conv(x, w, stride, pads, dilation, out_hw, pad_value, plan: Reducti
     n_risk = 0
     for first in range(0, n_b, chunk):
         last = min(first + chunk, n_b)
-        patches = im2col(xp[first:last], (kh, kw), stride, dilation, out_hw).reshape(n_k, -1)
-        row_patches = im2col(row_sums[first:last], (kh, 1), stride, (dilation[0], 1),
+        patches = im2col(xp[first:last], (kh, kw), stride, dilation, NO_PADS,
+                         out_hw).reshape(n_k, -1)
+        row_patches = im2col(row_sums[first:last], (kh, 1), stride, (dilation[0], 1), NO_PADS,
                              out_hw).reshape(n_c * kh, -1)  # fmt: skip
         sums, spreads = _block_sums(weights_f, row_maxima, patches, row_patches, bounds, kw)
         if check:

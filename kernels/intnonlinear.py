@@ -48,11 +48,12 @@ LUT_LIMIT = 1 << 16  # softmax (exp) and GELU tabulate a function of the code be
 
 
 class IntOutput(NamedTuple):
-    """Codes of the result, their fractional length, and how many outputs saturated."""
+    """Codes of the result, their fractional length, and the mask of the outputs that saturated
+    (shaped like the codes)."""
 
     codes: np.ndarray
     fl: int
-    saturated: int
+    saturated: np.ndarray
 
 
 # -- scalar kernels ----------------------------------------------------------------------------
@@ -199,14 +200,12 @@ def _gelu_array(x, shift, clip, a, w, out_shift, rounding, u, lo, hi, out, satur
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def _lookup(x, first, table, table_saturated, out):
-    """out = table[x − first]; returns how many of the looked-up entries saturated."""
-    count = 0
+def _lookup(x, first, table, table_saturated, out, saturated):
+    """out = table[x − first], and whether that entry saturated."""
     for i in prange(x.size):
         j = np.int64(x[i]) - first
         out[i] = table[j]
-        count += table_saturated[j]
-    return count
+        saturated[i] = table_saturated[j]
 
 
 # -- validation helpers ------------------------------------------------------------------------
@@ -319,7 +318,7 @@ def int_exp(codes: np.ndarray, fl_in: int, *, exp_fl: int = 15) -> IntOutput:
     out = np.empty(arr.shape, np.int64)
     with threads_for(arr.size):
         _exp_array(arr.reshape(-1), _exp_constants(exp_fl, fl_in), out.reshape(-1))
-    return IntOutput(out, exp_fl, 0)
+    return IntOutput(out, exp_fl, np.zeros(arr.shape, np.bool_))
 
 
 def int_sqrt(n: np.ndarray | int) -> np.ndarray:
@@ -384,7 +383,7 @@ def int_softmax(
               f"the exponential sum over {n} values times its reciprocal")  # fmt: skip
     lo, hi, dtype, mode, u = _output_stage(out_bits, signed, rounding, rng, arr.shape)
     if arr.size == 0:
-        return IntOutput(np.empty(arr.shape, dtype), out_fl, 0)
+        return IntOutput(np.empty(arr.shape, dtype), out_fl, np.zeros(arr.shape, np.bool_))
     rows = _to_rows(arr, (ax,))
     k = _exp_constants(exp_fl, fl_in)
     span = int(arr.max()) - int(arr.min())
@@ -397,7 +396,8 @@ def int_softmax(
     with threads_for(32 * arr.size):
         _softmax_rows(rows, lut, -span, use_lut, k, recip_bits, out_fl, mode.code,
                       _to_rows(u, (ax,)), lo, hi, out, saturated)  # fmt: skip
-    return IntOutput(_from_rows(out, arr.shape, (ax,)), out_fl, int(np.count_nonzero(saturated)))
+    return IntOutput(_from_rows(out, arr.shape, (ax,)), out_fl,
+                     _from_rows(saturated, arr.shape, (ax,)))
 
 
 def int_layernorm(
@@ -474,14 +474,14 @@ def int_layernorm(
     _register(acc_bits + max(0, -out_shift), "gamma_fl, beta_fl, out_fl",
               "the scaled and shifted accumulator")  # fmt: skip
     if arr.size == 0:
-        return IntOutput(np.empty(arr.shape, dtype), out_fl, 0)
+        return IntOutput(np.empty(arr.shape, dtype), out_fl, np.zeros(arr.shape, np.bool_))
     rows = _to_rows(arr, ax)
     out = np.empty(rows.shape, dtype)
     saturated = np.empty(rows.shape, np.bool_)
     with threads_for(16 * arr.size):
         _layernorm_rows(rows, gamma, beta, eps_code, norm_fl, recip_bits, gamma_shift, beta_shift,
                         out_shift, mode.code, _to_rows(u, ax), lo, hi, out, saturated)  # fmt: skip
-    return IntOutput(_from_rows(out, arr.shape, ax), out_fl, int(np.count_nonzero(saturated)))
+    return IntOutput(_from_rows(out, arr.shape, ax), out_fl, _from_rows(saturated, arr.shape, ax))
 
 
 def _affine(values: object, what: str, norm_shape: tuple[int, ...]) -> np.ndarray:
@@ -549,9 +549,9 @@ def int_gelu(
     span = int(arr.max()) - first if arr.size else 0
     if mode is Rounding.STOCHASTIC or span >= min(LUT_LIMIT, 2 * arr.size):
         out, saturated = gelu(flat, u.reshape(-1))
-        return IntOutput(out.reshape(arr.shape), out_fl, int(np.count_nonzero(saturated)))
+        return IntOutput(out.reshape(arr.shape), out_fl, saturated.reshape(arr.shape))
     table, table_saturated = gelu(np.arange(first, first + span + 1), u.reshape(-1))
-    out = np.empty(arr.shape, dtype)
+    out, saturated = np.empty(arr.shape, dtype), np.empty(arr.shape, np.bool_)
     with threads_for(arr.size):
-        count = _lookup(flat, first, table, table_saturated, out.reshape(-1))
-    return IntOutput(out, out_fl, int(count))
+        _lookup(flat, first, table, table_saturated, out.reshape(-1), saturated.reshape(-1))
+    return IntOutput(out, out_fl, saturated)

@@ -1,13 +1,17 @@
 """Integer steps several op models share: operands brought exactly onto one grid, a constant
-rounded onto a grid, and an exact sum divided by a count with one rounding into the output
-format."""
+rounded onto a grid, an exact sum divided by a count with one rounding into the output format,
+and the output of an integer nonlinear kernel."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 from formats import FixedPoint
+from formats.errors import RsimError
 from kernels.divide import divide_rounded
+from kernels.intnonlinear import IntOutput
 from rsim.quant.tensor import Outcome, QTensor
 
 
@@ -32,3 +36,15 @@ def mean_output(quant, total: np.ndarray, fl: int, count: int, rng) -> Outcome:
     num = total << max(finer, 0)
     return quant.saturated_codes(divide_rounded(num, count << max(-finer, 0),
                                                 rounding=quant.rounding, rng=rng))
+
+
+def unit_output(quant, compute: Callable[[], IntOutput]) -> Outcome:
+    """The outcome of an integer nonlinear kernel (`compute` returns its codes, already in the
+    output format, and the mask of those that saturated); its errors name the layer."""
+    try:
+        result = compute()
+    except RsimError as error:
+        raise RsimError(f"layer '{quant.layer.name}' ({quant.layer.op} on the integer "
+                        f"nonlinear unit): {error}") from None
+    fmt = quant.out_fmt
+    return Outcome(QTensor(result.codes.astype(fmt.code_dtype), fmt), result.saturated)

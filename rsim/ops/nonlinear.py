@@ -8,7 +8,9 @@ prelu's slope is params `slope` (a constant broadcast to x) or its second activa
 
 On codes, neg and abs negate codes and floor/ceil/round round them to whole values, keeping the
 input's format (saturating where -min_code has no code); thresholded_relu keeps or zeroes codes.
-The other functions are float-emulated (integer softmax/GELU kernels are separate work).
+gelu (erf form) runs on the integer-only nonlinear unit when the datapath's `nonlinear` is
+`integer` (`kernels.int_gelu`: I-BERT's erf polynomial, exact to its integer definition). The
+other functions, and gelu with `nonlinear: float`, are float-emulated.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import math
 
 import numpy as np
 
+import kernels
 from kernels.fmath import erf
+from rsim.ops.codes import unit_output
 from rsim.ops.registry import OpSpec, always, register, same_shape
 from rsim.quant.tensor import Outcome, QTensor
 
@@ -29,6 +33,17 @@ def _gelu(arrays, attrs, params):
         inner = t(math.sqrt(2 / math.pi)) * (x + t(0.044715) * x * x * x)
         return t(0.5) * x * (t(1) + np.tanh(inner))
     return t(0.5) * x * (t(1) + erf(x * t(1 / math.sqrt(2))))
+
+
+def _erf_form(attrs, params, n_inputs) -> bool:
+    return attrs["approximate"] == "none"
+
+
+def _gelu_integer(quant, inputs, rng):
+    """The GELU unit on codes (I-BERT approximates the erf form; the tanh form stays float)."""
+    x, fmt = inputs[0], quant.out_fmt
+    return unit_output(quant, lambda: kernels.int_gelu(
+        x.data, x.fmt.fl, fmt.bits, fmt.fl, signed=fmt.signed, rounding=quant.rounding, rng=rng))
 
 
 def _softplus(x):
@@ -117,7 +132,6 @@ def _thresholded_relu(arrays, attrs, params):
 
 for _name, _fn in [
     ("erf", _unary(erf)),
-    ("gelu", _gelu),
     ("exp", _unary(np.exp)),
     ("log", _unary(np.log)),
     ("sqrt", _unary(np.sqrt)),
@@ -139,6 +153,8 @@ for _name, _fn, _integer in [
     ("round", _unary(np.round), _rounding_integer("round")),
 ]:
     register(OpSpec(_name, _fn, same_shape, keeps_format=always, integer=_integer))
+register(OpSpec("gelu", _gelu, same_shape, integer=_gelu_integer, integer_applies=_erf_form,
+                nonlinear_unit=True))
 register(OpSpec("thresholded_relu", _thresholded_relu, same_shape, keeps_format=always,
                 integer=_thresholded_relu_integer))
 register(OpSpec("prelu", _prelu, _prelu_shape))

@@ -18,13 +18,19 @@ statistics with the normalised axes kept as size 1. groupnorm attrs: `groups`, `
 params `scale`, `bias` (C,): each sample's channels split into `groups` groups normalised over
 their channels and spatial axes together (InstanceNormalization is one group per channel).
 
-All of them are float-emulated on the accelerator (integer kernels for them are separate work).
+On fixed-point codes, softmax (over contiguous axes) and layernorm run on the integer-only
+nonlinear unit when the datapath's `nonlinear` is `integer` (`kernels.int_softmax`,
+`kernels.int_layernorm`: I-BERT's integer exponential and Newton square root, each exact to its
+integer definition; layernorm's scale and bias as codes in the weight and bias formats); all the
+others, and these with `nonlinear: float`, are float-emulated.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+import kernels
+from rsim.ops.codes import unit_output
 from rsim.ops.registry import OpSpec, register, same_shape
 
 
@@ -78,9 +84,31 @@ def _softmax(arrays, attrs, params):
     return e / e.sum(axis=axes, keepdims=True)
 
 
+def _contiguous_axes(attrs, params, n_inputs) -> bool:
+    axes = sorted(attrs["axes"])
+    return axes == list(range(axes[0], axes[-1] + 1))
+
+
+def _softmax_integer(quant, inputs, rng):
+    """The softmax unit on codes: the normalised axes merged into one (they are contiguous)."""
+    x, fmt = inputs[0], quant.out_fmt
+    axes = sorted(quant.layer.attrs["axes"])
+    shape = x.data.shape
+    merged = x.data.reshape(shape[:axes[0]] + (-1,) + shape[axes[-1] + 1:])
+
+    def compute():
+        result = kernels.int_softmax(merged, x.fmt.fl, axes[0], fmt.bits, fmt.fl,
+                                     signed=fmt.signed, rounding=quant.rounding, rng=rng)
+        return result._replace(codes=result.codes.reshape(shape),
+                               saturated=result.saturated.reshape(shape))
+
+    return unit_output(quant, compute)
+
+
 register(OpSpec("batchnorm", _batchnorm, _batchnorm_shape))
 register(OpSpec("lrn", _lrn, same_shape))
-register(OpSpec("softmax", _softmax, same_shape))
+register(OpSpec("softmax", _softmax, same_shape, integer=_softmax_integer,
+                integer_applies=_contiguous_axes, nonlinear_unit=True))
 
 
 def _log_softmax(arrays, attrs, params):
@@ -154,7 +182,30 @@ def _groupnorm_shape(shapes, attrs, params):
 
 
 register(OpSpec("log_softmax", _log_softmax, same_shape))
-register(OpSpec("layernorm", _layernorm, _scaled_shape))
+def _layernorm_integer(quant, inputs, rng):
+    """The layernorm unit on codes: gamma and beta codes over the normalised axes (a missing
+    bias is beta = 0)."""
+    x, fmt, constants = inputs[0], quant.out_fmt, quant.constants
+    axes = tuple(range(quant.layer.attrs["axis"], x.data.ndim))
+    norm_shape = x.data.shape[axes[0]:]
+    gamma = _over(constants.weights, norm_shape)
+    beta, beta_fl = np.zeros(1, np.int64), 0
+    if constants.bias is not None:
+        beta, beta_fl = _over(constants.bias, norm_shape), constants.bias_fmt.fl
+    return unit_output(quant, lambda: kernels.int_layernorm(
+        x.data, x.fmt.fl, gamma, constants.weight_fl, beta, beta_fl, axes, fmt.bits, fmt.fl,
+        eps=quant.layer.attrs["epsilon"], signed=fmt.signed, rounding=quant.rounding, rng=rng))
+
+
+def _over(values: np.ndarray, norm_shape: tuple[int, ...]) -> np.ndarray:
+    """A scale or shift over the normalised axes (broadcast to them), without the size-1 axes
+    before them that ONNX allows."""
+    return np.broadcast_to(values, norm_shape) if values.ndim <= len(norm_shape) else \
+        np.broadcast_to(values.reshape(values.shape[-len(norm_shape):]), norm_shape)
+
+
+register(OpSpec("layernorm", _layernorm, _scaled_shape, integer=_layernorm_integer,
+                nonlinear_unit=True))
 register(OpSpec("layernorm_stat", _layernorm_stat, _layernorm_stat_shape))
 register(OpSpec("rmsnorm", _rmsnorm, _scaled_shape))
 register(OpSpec("groupnorm", _groupnorm, _groupnorm_shape))

@@ -78,6 +78,8 @@ class OpSpec:
       (`integer_applies(attrs, params, n_inputs)`); None: float-emulated;
     - `integer_changed(quant, inputs, before, outcome, rng)`: optional, `integer` on inputs that
       differ from `before` in few codes, from `outcome` (None when it cannot tell);
+    - `nonlinear_unit`: the integer model is an integer-only nonlinear unit (softmax, layernorm,
+      gelu), which a datapath builds only when its `nonlinear` is `integer` (else float-emulated);
     - `minifloat(quant, inputs, rng) -> Outcome`: the model on a minifloat datapath (the MAC
       kernels); `float_unit`: the op is computed exactly and rounded once there (sums,
       averages), not emulated;
@@ -95,6 +97,7 @@ class OpSpec:
     integer: Model | None = None
     integer_applies: AttrRule = always
     integer_changed: ChangedModel | None = None
+    nonlinear_unit: bool = False
     minifloat: Model | None = None
     float_unit: bool = False
     index_output: AttrRule = never

@@ -91,10 +91,12 @@ def assign(network: Network, input_format, datapaths: Mapping[str, Datapath],
         else:
             out_fmt = concrete(datapath.activations, layer.outputs[0])
         plan = schedule.layer(layer.name).plan if spec.is_mac else None
-        emulated = _float_emulated(spec, layer, in_fmts, plan)
+        emulated = _float_emulated(spec, layer, datapath, in_fmts, plan)
         constants = None
         if spec.is_mac and not emulated and _constant_operand(layer) is not None:
             constants = _quantize_constants(layer, datapath, plan, in_fmts, rng)
+        elif spec.nonlinear_unit and not emulated and "scale" in layer.params:
+            constants = _affine_constants(layer, datapath, rng)
         fmts[layer.outputs[0]] = out_fmt
         quants.append(LayerQuant(layer, spec, datapath, in_fmts, out_fmt, plan, constants,
                                  emulated))
@@ -110,11 +112,13 @@ def _constant_operand(layer: Layer) -> np.ndarray | None:
     return layer.params.get("weight", layer.params.get("constant"))
 
 
-def _float_emulated(spec: OpSpec, layer: Layer, in_fmts: tuple[Format, ...],
-                    plan: ReductionPlan | None) -> bool:
+def _float_emulated(spec: OpSpec, layer: Layer, datapath: Datapath,
+                    in_fmts: tuple[Format, ...], plan: ReductionPlan | None) -> bool:
     """Whether the op has no bit-accurate model for these input formats and registers."""
     if spec.integer is None or not spec.integer_applies(layer.attrs, layer.params,
                                                         len(layer.inputs)):
+        return True
+    if spec.nonlinear_unit and datapath.nonlinear != "integer":
         return True
     if all(isinstance(fmt, FixedPoint) for fmt in in_fmts) and (plan is None
                                                                  or plan.is_integer):
@@ -173,6 +177,28 @@ def _quantize_constants(layer: Layer, datapath: Datapath, plan: ReductionPlan,
         return Constants(codes, spec, weight_fl, None, None, 0)
     return Constants(codes, spec, weight_fl,
                      *_aligned_bias(layer, datapath, plan, in_fmts[0].fl + weight_fl, bias, rng))
+
+
+def _affine_constants(layer: Layer, datapath: Datapath, rng: np.random.Generator | None
+                      ) -> Constants:
+    """The per-element scale (gamma) and shift (beta) of a normalization on the integer unit:
+    codes in the weight and bias formats (each at its own fractional length)."""
+    quantized = []
+    for role, values in (("weights", layer.params["scale"]), ("bias", layer.params.get("bias"))):
+        if values is None:
+            quantized.append((None, None, 0))
+            continue
+        spec = getattr(datapath, role)
+        if isinstance(spec, DynamicFixed):
+            spec = spec.at(dfp_format(values, spec.bits).fl)
+        if not isinstance(spec, FixedPoint):
+            raise RsimError(f"layer '{layer.name}': {role} format {spec} does not fit the "
+                            "integer nonlinear unit; use fixed point or nonlinear: float")
+        codes, clipped = spec.encode_clipped(values, rounding=datapath.requant_rounding.value,
+                                             rng=rng)
+        quantized.append((codes.astype(np.int64), spec, int(np.count_nonzero(clipped))))
+    (gamma, gamma_fmt, _), (beta, beta_fmt, beta_saturations) = quantized
+    return Constants(gamma, gamma_fmt, gamma_fmt.fl, beta, beta_fmt, beta_saturations)
 
 
 def _aligned_bias(layer: Layer, datapath: Datapath, plan: ReductionPlan, acc_fl: int,
