@@ -190,6 +190,26 @@ def test_an_int8_simulation_reports_drift_and_the_attention_products_match_fake_
         assert quants[quant.layer.name].plan is not None  # scheduled on the MAC array
 
 
+def test_the_integer_nonlinear_unit_runs_every_layernorm_softmax_and_gelu(exported):
+    """On `nonlinear: integer` no layernorm, softmax or GELU of the exports is float-emulated,
+    and the unit's approximations keep the outputs close to the float-emulated run's."""
+    kind, path = exported
+    network = _load(path, kind)
+    x = _data(kind, SAMPLES)
+    data = hwconfigs.load("mid-ws-int8").model_dump(mode="json")
+    data["datapath"]["nonlinear"] = "integer"
+    results = {unit: rsim.simulate(network, hw=hwconfigs.from_dict(data) if unit == "integer"
+                                   else "mid-ws-int8", inputs=x, batch_size=4)
+               for unit in ("integer", "float")}
+    integer = results["integer"].layers.values()
+    assert {"layernorm", "softmax", "gelu"} <= {layer.op for layer in integer}
+    assert not {"layernorm", "softmax", "gelu"} & {layer.op for layer in integer
+                                                   if layer.float_emulated}
+    last = network.layers[-1].name
+    sqnr = {unit: result.layers[last].propagated.sqnr_db for unit, result in results.items()}
+    assert sqnr["integer"] > sqnr["float"] - 6, sqnr
+
+
 def test_token_ids_stay_integer_and_quantization_starts_at_the_embedding(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "bert.onnx"
